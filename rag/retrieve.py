@@ -1,0 +1,106 @@
+"""Retrieval: dense (FAISS) and lexical (SQLite FTS5 bm25) search, fused by reciprocal rank -> list[Hit].
+
+The query is embedded with the index's model; the lexical side turns the query into an OR of quoted FTS5 phrases,
+one per word, so user text can never be read as FTS5 syntax (quotes, `*`, NEAR, AND, `-`, `:`) and biomedical
+tokens such as miR-21 or IL-6 match as phrases. Fusion is reciprocal-rank fusion (k=60) with a cap on chunks per
+document so one paper cannot fill the top k. Deliberately left out: metadata filters and score-based fusion
+variants (the retrieval issue), rerankers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from . import store
+from .errors import EmptyQuery
+from .index import Index
+from .types import Hit
+
+Mode = Literal["hybrid", "dense", "lexical"]
+RRF_K = 60
+MAX_QUERY_CHARS = 2000
+MAX_QUERY_TERMS = 48
+STOPWORDS = frozenset(
+    "a an and are as at be by can could did do does for from had has have how in into is it its of on or that the "
+    "their there these this those to was were what when where which who whom why will with would about than then "
+    "they them we our you your i me my not no yes also there been being between both each more most other some such "
+    "only own same so too very just over under again further once here all any few nor".split()
+)
+_WORD = re.compile(r"\w+(?:[-.'’]\w+)*")
+
+
+def normalize_query(query: str) -> str:
+    """Whitespace-folded query cut to MAX_QUERY_CHARS; EmptyQuery when nothing searchable is left."""
+    query = " ".join((query or "").split())[:MAX_QUERY_CHARS]
+    if not _WORD.search(query):
+        raise EmptyQuery("the query is empty: type a question or some keywords")
+    return query
+
+
+def query_terms(query: str) -> list[str]:
+    """Content words of the query, in order, without duplicates or stopwords."""
+    terms = []
+    for word in _WORD.findall(query.lower()):
+        if word not in STOPWORDS and word not in terms and (len(word) > 1 or word.isdigit()):
+            terms.append(word)
+    return terms[:MAX_QUERY_TERMS]
+
+
+def fts_expression(query: str) -> str:
+    """An FTS5 MATCH expression that ORs one quoted phrase per query term (no user syntax passes through)."""
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in query_terms(query))
+
+
+def dense_search(index: Index, query: str, k: int) -> list[tuple[int, float]]:
+    vector = index.embedder.encode([query])[0]
+    return index.vectors.search(vector, k)
+
+
+def lexical_search(index: Index, query: str, k: int) -> list[tuple[int, float]]:
+    expression = fts_expression(query)
+    if not expression:
+        return []
+    with index.lock:
+        return store.lexical_search(index.conn, expression, k)
+
+
+def rrf(rankings: list[list[tuple[int, float]]], k: int = RRF_K) -> dict[int, float]:
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, (chunk_id, _) in enumerate(ranking):
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (k + rank + 1)
+    return fused
+
+
+def search(index: Index, query: str, k: int = 10, mode: Mode = "hybrid", per_doc: int = 2) -> list[Hit]:
+    """The top `k` chunks for `query`, at most `per_doc` from any one document."""
+    query = normalize_query(query)
+    depth = max(50, k * 5)
+    dense = dense_search(index, query, depth) if mode in ("hybrid", "dense") else []
+    lexical = lexical_search(index, query, depth) if mode in ("hybrid", "lexical") else []
+    if mode == "dense":
+        scores = dict(dense)
+    elif mode == "lexical":
+        scores = dict(lexical)
+    else:
+        scores = rrf([dense, lexical])
+    ranked = sorted(scores, key=lambda cid: -scores[cid])
+    with index.lock:
+        chunks = store.get_chunks(index.conn, ranked[: depth * 2])
+        docs = store.get_documents(index.conn, (c.doc_id for c in chunks.values()))
+    dense_map, lexical_map = dict(dense), dict(lexical)
+    hits: list[Hit] = []
+    taken: dict[str, int] = {}
+    for chunk_id in ranked:
+        chunk = chunks.get(chunk_id)
+        if chunk is None or chunk.doc_id not in docs:
+            continue  # a vector whose chunk is gone: ignored until the next sync drops it
+        if taken.get(chunk.doc_id, 0) >= per_doc:
+            continue
+        taken[chunk.doc_id] = taken.get(chunk.doc_id, 0) + 1
+        hits.append(Hit(chunk=chunk, document=docs[chunk.doc_id], score=scores[chunk_id],
+                        dense_score=dense_map.get(chunk_id), lexical_score=lexical_map.get(chunk_id)))
+        if len(hits) == k:
+            break
+    return hits

@@ -1,0 +1,112 @@
+"""The shared vocabulary: Document, Section, Chunk, Hit, Citation, Answer.
+
+Frozen dataclasses only; no behaviour beyond small derived properties. Every other module speaks in these nouns.
+A Document owns one `text`; Sections and Chunks are spans of that text given by character offsets, so that a
+citation's quote can always be checked against `document.text[char_start:char_end]`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Section:
+    """A span of a document's text with one heading and (for PDFs) one page."""
+
+    heading: str
+    start: int
+    end: int
+    page: int | None = None
+    indexed: bool = True  # False for spans kept in the store but never retrieved (e.g. References)
+
+
+@dataclass(frozen=True)
+class Document:
+    """One paper (abstract or full text) with its bibliographic metadata."""
+
+    id: str
+    text: str
+    sections: tuple[Section, ...]
+    title: str = ""
+    authors: tuple[str, ...] = ()
+    journal: str = ""
+    year: int | None = None
+    pmid: str = ""
+    doi: str = ""
+    pmcid: str = ""
+    publication_types: tuple[str, ...] = ()
+    mesh: tuple[str, ...] = ()
+    source: str = ""
+    origin: str = ""  # the file it was read from
+
+    @property
+    def content_hash(self) -> str:
+        """Hash over everything stored for the document except where it was read from."""
+        payload = asdict(self)
+        payload.pop("origin")
+        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=list)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    @property
+    def url(self) -> str:
+        """The best public link: PubMed, else DOI, else PMC; empty when none is known."""
+        if self.pmid:
+            return f"https://pubmed.ncbi.nlm.nih.gov/{self.pmid}/"
+        if self.doi:
+            return f"https://doi.org/{self.doi}"
+        if self.pmcid:
+            return f"https://www.ncbi.nlm.nih.gov/pmc/articles/{self.pmcid}/"
+        return ""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A retrievable passage: consecutive sentences of one section, `text == document.text[char_start:char_end]`."""
+
+    doc_id: str
+    ordinal: int
+    text: str
+    section: str
+    page: int | None
+    char_start: int
+    char_end: int
+    id: int | None = None  # assigned by the store; also the FAISS id
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A chunk returned by retrieval, with its document and scores."""
+
+    chunk: Chunk
+    document: Document
+    score: float
+    dense_score: float | None = None
+    lexical_score: float | None = None
+
+
+@dataclass(frozen=True)
+class Citation:
+    """One quoted sentence: `quote == document.text[char_start:char_end]`."""
+
+    n: int
+    document: Document
+    quote: str
+    section: str
+    page: int | None
+    char_start: int
+    char_end: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An extractive answer: sentences quoted from retrieved passages, each followed by its `[n]`."""
+
+    question: str
+    text: str
+    abstained: bool
+    citations: tuple[Citation, ...] = ()
+    hits: tuple[Hit, ...] = field(default=())

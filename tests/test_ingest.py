@@ -1,0 +1,166 @@
+"""Ingest with the real model, SQLite and FAISS: idempotence, replacement, bad input, interruption."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag import store
+from rag.errors import IndexMismatch
+from rag.index import open_index
+from rag.ingest import ingest_paths
+from rag.vectors import VECTORS_FILE
+
+from .conftest import CORPUS, SAMPLE_PDF, corpus_records, need
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def consistent(index) -> None:  # type: ignore[no-untyped-def]
+    """Every chunk has exactly one vector and every vector a chunk."""
+    ids = sorted(index.vectors.ids().tolist())
+    assert ids == store.chunk_ids(index.conn)
+
+
+def test_reingest_adds_nothing_and_changed_document_replaces_chunks(tmp_path: Path) -> None:
+    records = corpus_records(n_head=8, n_tail=0)
+    data = write_jsonl(tmp_path / "few.jsonl", records)
+    index = open_index(tmp_path / "idx")
+    first = ingest_paths(index, [data], progress=False)
+    assert (first.added, first.updated, first.unchanged) == (8, 0, 0)
+    counts = store.counts(index.conn)
+    assert first.vectors_added == counts["chunks"] == index.vectors.size
+    consistent(index)
+
+    again = ingest_paths(index, [data], progress=False)
+    assert (again.added, again.updated, again.unchanged, again.vectors_added) == (0, 0, 8, 0)
+    assert store.counts(index.conn) == counts
+
+    target = records[3]["id"]
+    old_chunks = {c.id for c in store.document_chunks(index.conn, target)}
+    records[3]["abstract"] = "Exosomal PD-L1 suppresses T cells in the draining lymph node. " * 3
+    write_jsonl(data, records)
+    changed = ingest_paths(index, [data], progress=False)
+    assert (changed.added, changed.updated, changed.unchanged) == (0, 1, 7)
+    new_chunks = store.document_chunks(index.conn, target)
+    assert len(new_chunks) == 1 and not old_chunks & {c.id for c in new_chunks}
+    assert changed.vectors_removed == len(old_chunks)
+    consistent(index)
+
+    # The saved FAISS file on disk holds the same ids as the store.
+    reopened = open_index(tmp_path / "idx")
+    consistent(reopened)
+
+
+def test_bad_inputs_are_named_and_the_rest_is_ingested(tmp_path: Path) -> None:
+    good = corpus_records(n_head=2, n_tail=0)
+    lines = [json.dumps(good[0]), "{not json", json.dumps({"id": "x:1", "title": "No text here"}), "[1, 2]",
+             json.dumps(good[1])]
+    data = tmp_path / "mixed.jsonl"
+    data.write_bytes(("\n".join(lines) + "\n").encode() + b'{"id": "x:2", "abstract": "caf\xe9"}\n')
+    latin = tmp_path / "notes.txt"
+    latin.write_bytes("Exosomes were isolated from serum by size-exclusion chromatography. caf\xe9".encode("latin-1"))
+    unknown = tmp_path / "table.xlsx"
+    unknown.write_bytes(b"PK\x03\x04")
+    broken_pdf = tmp_path / "broken.pdf"
+    broken_pdf.write_bytes(need(SAMPLE_PDF).read_bytes()[:1500])
+    note = tmp_path / "note.md"
+    note.write_text("# Dex vaccines\n\nDendritic-cell-derived exosomes were tested in a phase II trial.\n")
+
+    index = open_index(tmp_path / "idx")
+    report = ingest_paths(index, [tmp_path], progress=False)
+    messages = [str(p) for p in report.failed]
+    assert report.added == 3  # two good JSONL records and the Markdown note
+    assert f"{data}:2: not valid JSON" in "\n".join(messages)
+    assert any(m.startswith(f"{data}:3: record has no text") for m in messages)
+    assert any(m.startswith(f"{data}:4: expected a JSON object") for m in messages)
+    assert any(m.startswith(f"{data}:6: not UTF-8") for m in messages)
+    assert any(m.startswith(f"{latin}: not UTF-8") for m in messages)
+    assert any(m.startswith(str(broken_pdf)) for m in messages)
+    assert [str(p) for p in report.skipped] == [f"{unknown}: unsupported file type '.xlsx'; exorag reads "
+                                                ".jsonl, .markdown, .md, .ndjson, .pdf, .txt"]
+    consistent(index)
+    doc = store.get_document(index.conn, "file:note")
+    assert doc.title == "Dex vaccines" and doc.sections[0].heading == "Dex vaccines"
+    assert doc.text[doc.sections[0].start:doc.sections[0].end].startswith("Dendritic-cell-derived exosomes")
+
+
+def test_cli_ingest_reports_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rag.cli import main
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("nope\n")
+    assert main(["ingest", str(bad), "--index", str(tmp_path / "idx"), "-q"]) == 1
+    out = capsys.readouterr()
+    assert f"failed: {bad}:1: not valid JSON" in out.err
+    assert "Traceback" not in out.err + out.out
+    assert "ingested 0 documents from 1 files" in out.out
+    assert main(["ingest", str(tmp_path / "missing.pdf"), "--index", str(tmp_path / "idx"), "-q"]) == 1
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_index_built_with_another_model_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rag.cli import main
+
+    data = write_jsonl(tmp_path / "one.jsonl", corpus_records(n_head=1, n_tail=0))
+    index = open_index(tmp_path / "idx")
+    ingest_paths(index, [data], progress=False)
+    with pytest.raises(IndexMismatch, match="built with model 'sentence-transformers/all-MiniLM-L6-v2'"):
+        open_index(tmp_path / "idx", model="BAAI/bge-small-en-v1.5")
+    assert main(["search", "exosome", "--index", str(tmp_path / "idx"), "--model", "BAAI/bge-small-en-v1.5"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the index in") and "Traceback" not in err
+
+
+def test_faiss_search_equals_numpy_brute_force(index) -> None:  # type: ignore[no-untyped-def]
+    """Oracle test: FAISS top-k over the saved file equals exact numpy inner products."""
+    import faiss
+
+    raw = faiss.read_index(str(index.folder / VECTORS_FILE))
+    ids = faiss.vector_to_array(raw.id_map)
+    matrix = raw.index.reconstruct_n(0, raw.ntotal)
+    query = index.embedder.encode(["exosomal microRNA biomarkers in plasma"])[0]
+    expected = ids[np.argsort(-(matrix @ query))[:10]]
+    got = [cid for cid, _ in index.vectors.search(query, 10)]
+    assert got == expected.tolist()
+    assert np.allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-4)
+
+
+def test_interrupted_ingest_resumes_without_loss_or_duplicates(tmp_path: Path) -> None:
+    """SIGINT (Ctrl-C) in the middle of embedding, then the same command again: same store as one clean run."""
+    need(CORPUS)
+    data = write_jsonl(tmp_path / "some.jsonl", corpus_records(n_head=60, n_tail=0))
+    folder = tmp_path / "idx"
+    cmd = [sys.executable, "-m", "rag.cli", "ingest", str(data), "--index", str(folder)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    deadline = time.monotonic() + 120
+    seen = ""
+    while time.monotonic() < deadline and proc.poll() is None:
+        char = proc.stderr.read(1)  # type: ignore[union-attr]
+        seen += char
+        if "embedding:" in seen and "%" in seen.split("embedding:")[-1]:
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "Traceback" not in err
+
+    resumed = subprocess.run(cmd + ["-q"], capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "added 0, updated 0, unchanged 60" in resumed.stdout
+    index = open_index(folder)
+    assert store.counts(index.conn)["documents"] == 60
+    consistent(index)
