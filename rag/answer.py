@@ -17,7 +17,7 @@ import numpy as np
 from .chunk import split_sentences
 from .index import Index
 from .retrieve import normalize_query, query_terms, search
-from .types import Answer, Citation, Hit
+from .types import Answer, Citation, Filters, Hit
 
 ABSTAIN_BELOW = 0.38  # best sentence cosine under which we say the literature does not answer
 KEEP_WITHIN = 0.20  # keep sentences scoring within this of the best one
@@ -49,11 +49,12 @@ def candidate_sentences(hits: list[Hit]) -> list[tuple[Hit, int, int]]:
 
 
 def ask(
-    index: Index, question: str, k: int = 8, max_sentences: int = 5, per_doc: int = 2, mode: str = "hybrid"
+    index: Index, question: str, k: int = 8, max_sentences: int = 5, per_doc: int = 2, mode: str = "hybrid",
+    filters: Filters | None = None,
 ) -> Answer:
-    """Answer `question` from the index with quoted, cited sentences, or abstain."""
+    """Answer `question` from the index (within `filters`) with quoted, cited sentences, or abstain."""
     question = normalize_query(question)
-    hits = search(index, question, k=k, mode=mode)  # type: ignore[arg-type]
+    hits = search(index, question, k=k, mode=mode, filters=filters)  # type: ignore[arg-type]
     candidates = candidate_sentences(hits)
     if not candidates:
         return _abstain(question, hits)

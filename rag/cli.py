@@ -87,11 +87,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_ingest(args)
 
 
+def _filters(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from .types import Filters
+
+    return Filters(year_from=args.year_from, year_to=args.year_to, sources=tuple(args.source or ()),
+                   journals=tuple(args.journal or ()), pub_types=tuple(args.pub_type or ()))
+
+
+def _add_filter_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("filters (repeat a flag to allow several values)")
+    g.add_argument("--year-from", type=int, metavar="YEAR")
+    g.add_argument("--year-to", type=int, metavar="YEAR")
+    g.add_argument("--source", action="append", metavar="NAME", help="e.g. pubmed, pdf, scifact")
+    g.add_argument("--journal", action="append", metavar="NAME", help="journal as stored, case-insensitive")
+    g.add_argument("--pub-type", action="append", metavar="TYPE", help="publication type, e.g. Review")
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from .render import hit_dict, hit_text
     from .retrieve import search
 
-    hits = search(_open(args), args.query, k=args.k, mode=args.mode)
+    hits = search(_open(args), args.query, k=args.k, mode=args.mode, filters=_filters(args), fusion=args.fusion)
     if args.json:
         _print_json({"query": args.query, "results": [hit_dict(h) for h in hits]})
     elif not hits:
@@ -106,7 +122,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from .answer import ask
     from .render import answer_dict, answer_text
 
-    answer = ask(_open(args), args.question, k=args.k)
+    answer = ask(_open(args), args.question, k=args.k, filters=_filters(args))
     if args.json:
         _print_json(answer_dict(answer))
     else:
@@ -194,13 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     p.add_argument("-k", type=int, default=10, help="number of passages (default 10)")
     p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid")
+    p.add_argument("--fusion", choices=["rrf", "convex"], default="rrf", help="how hybrid mode fuses (default rrf)")
     p.add_argument("--json", action="store_true")
+    _add_filter_flags(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("ask", parents=[common], help="an answer quoted from the literature, with citations")
     p.add_argument("question")
     p.add_argument("-k", type=int, default=8, help="passages to draw evidence from (default 8)")
     p.add_argument("--json", action="store_true")
+    _add_filter_flags(p)
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("show", parents=[common], help="a document's metadata and chunks")

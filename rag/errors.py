@@ -37,3 +37,14 @@ class NotFound(ExoragError):
 
 class EmptyQuery(ExoragError):
     """A query or question with no searchable content."""
+
+
+class FetchError(ExoragError):
+    """A remote literature service (NCBI E-utilities, Europe PMC) failed or answered something unusable.
+
+    The message names the service and, where there is one, the request or batch that failed.
+    """
+
+
+class ServiceUnreachable(FetchError):
+    """The service cannot be reached at all (offline, connection refused, DNS failure): no point going on."""

@@ -2,9 +2,10 @@
 
 The query is embedded with the index's model; the lexical side turns the query into an OR of quoted FTS5 phrases,
 one per word, so user text can never be read as FTS5 syntax (quotes, `*`, NEAR, AND, `-`, `:`) and biomedical
-tokens such as miR-21 or IL-6 match as phrases. Fusion is reciprocal-rank fusion (k=60) with a cap on chunks per
-document so one paper cannot fill the top k. Deliberately left out: metadata filters and score-based fusion
-variants (the retrieval issue), rerankers.
+tokens such as miR-21 or IL-6 match as phrases. Fusion is reciprocal-rank fusion (k=60) or a convex combination
+of min-max-normalised scores, with a cap on chunks per document so one paper cannot fill the top k. Filters
+(year range, source, journal, publication type) restrict both sides: an FAISS id selector on the dense side, a SQL
+join on the lexical side. Deliberately left out: rerankers (no cross-encoder weights are available offline).
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ import re
 from typing import Literal
 
 from . import store
+import numpy as np
+
 from .errors import EmptyQuery
 from .index import Index
-from .types import Hit
+from .types import Filters, Hit
 
 Mode = Literal["hybrid", "dense", "lexical"]
+Fusion = Literal["rrf", "convex"]
 RRF_K = 60
+CONVEX_ALPHA = 0.5  # weight of the dense side in convex fusion
 MAX_QUERY_CHARS = 2000
 MAX_QUERY_TERMS = 48
 STOPWORDS = frozenset(
@@ -52,17 +57,17 @@ def fts_expression(query: str) -> str:
     return " OR ".join('"' + term.replace('"', '""') + '"' for term in query_terms(query))
 
 
-def dense_search(index: Index, query: str, k: int) -> list[tuple[int, float]]:
+def dense_search(index: Index, query: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
     vector = index.embedder.encode([query])[0]
-    return index.vectors.search(vector, k)
+    return index.vectors.search(vector, k, allowed)
 
 
-def lexical_search(index: Index, query: str, k: int) -> list[tuple[int, float]]:
+def lexical_search(index: Index, query: str, k: int, filters: Filters | None = None) -> list[tuple[int, float]]:
     expression = fts_expression(query)
     if not expression:
         return []
     with index.lock:
-        return store.lexical_search(index.conn, expression, k)
+        return store.lexical_search(index.conn, expression, k, filters)
 
 
 def rrf(rankings: list[list[tuple[int, float]]], k: int = RRF_K) -> dict[int, float]:
@@ -73,16 +78,40 @@ def rrf(rankings: list[list[tuple[int, float]]], k: int = RRF_K) -> dict[int, fl
     return fused
 
 
-def search(index: Index, query: str, k: int = 10, mode: Mode = "hybrid", per_doc: int = 2) -> list[Hit]:
-    """The top `k` chunks for `query`, at most `per_doc` from any one document."""
+def convex(dense: list[tuple[int, float]], lexical: list[tuple[int, float]], alpha: float = CONVEX_ALPHA) -> dict[int, float]:
+    """alpha * dense + (1 - alpha) * lexical, each min-max normalised over its own list (missing = 0)."""
+    fused: dict[int, float] = {}
+    for weight, ranking in ((alpha, dense), (1.0 - alpha, lexical)):
+        if not ranking:
+            continue
+        values = [score for _, score in ranking]
+        low, span = min(values), (max(values) - min(values)) or 1.0
+        for chunk_id, score in ranking:
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + weight * (score - low) / span
+    return fused
+
+
+def search(
+    index: Index, query: str, k: int = 10, mode: Mode = "hybrid", per_doc: int = 2,
+    filters: Filters | None = None, fusion: Fusion = "rrf",
+) -> list[Hit]:
+    """The top `k` chunks for `query` within `filters`, at most `per_doc` from any one document."""
     query = normalize_query(query)
     depth = max(50, k * 5)
-    dense = dense_search(index, query, depth) if mode in ("hybrid", "dense") else []
-    lexical = lexical_search(index, query, depth) if mode in ("hybrid", "lexical") else []
+    allowed = None
+    if filters is not None and not filters.empty:
+        with index.lock:
+            allowed = np.array(store.allowed_chunk_ids(index.conn, filters), dtype=np.int64)
+        if len(allowed) == 0:
+            return []
+    dense = dense_search(index, query, depth, allowed) if mode in ("hybrid", "dense") else []
+    lexical = lexical_search(index, query, depth, filters) if mode in ("hybrid", "lexical") else []
     if mode == "dense":
         scores = dict(dense)
     elif mode == "lexical":
         scores = dict(lexical)
+    elif fusion == "convex":
+        scores = convex(dense, lexical)
     else:
         scores = rrf([dense, lexical])
     ranked = sorted(scores, key=lambda cid: -scores[cid])

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ExoragError, NotFound
-from .types import Chunk, Document, Section
+from .types import Chunk, Document, Filters, Section
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -200,12 +200,46 @@ def iter_chunks(conn: sqlite3.Connection, ids: list[int]) -> Iterator[tuple[Chun
             yield _row_to_chunk(r), r["title"] or ""
 
 
-def lexical_search(conn: sqlite3.Connection, match: str, k: int) -> list[tuple[int, float]]:
-    """(chunk id, bm25 score; higher is better) for an FTS5 MATCH expression."""
-    rows = conn.execute(
-        "SELECT rowid, bm25(chunks_fts, 0.5, 1.0) AS r FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY r LIMIT ?",
-        (match, k),
-    )
+def filter_clause(filters: Filters | None) -> tuple[str, list[Any]]:
+    """SQL over `documents d` for the filters: (' AND ...' clause, parameters); ('', []) when none is set."""
+    if filters is None or filters.empty:
+        return "", []
+    sql, params = [], []
+    if filters.year_from is not None:
+        sql.append("d.year >= ?")
+        params.append(filters.year_from)
+    if filters.year_to is not None:
+        sql.append("d.year <= ?")
+        params.append(filters.year_to)
+    for column, values in (("source", filters.sources), ("journal", filters.journals)):
+        if values:
+            sql.append(f"lower(d.{column}) IN ({','.join('?' * len(values))})")
+            params.extend(v.lower() for v in values)
+    if filters.pub_types:
+        sql.append("EXISTS (SELECT 1 FROM json_each(d.publication_types) p WHERE lower(p.value) IN "
+                   f"({','.join('?' * len(filters.pub_types))}))")
+        params.extend(v.lower() for v in filters.pub_types)
+    return " AND " + " AND ".join(sql), params
+
+
+def allowed_chunk_ids(conn: sqlite3.Connection, filters: Filters) -> list[int]:
+    """Ids of the chunks whose documents pass the filters."""
+    clause, params = filter_clause(filters)
+    q = f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE 1{clause}"
+    return [r[0] for r in conn.execute(q, params)]
+
+
+def lexical_search(
+    conn: sqlite3.Connection, match: str, k: int, filters: Filters | None = None
+) -> list[tuple[int, float]]:
+    """(chunk id, bm25 score; higher is better) for an FTS5 MATCH expression, within the filters."""
+    clause, params = filter_clause(filters)
+    if clause:
+        q = ("SELECT f.rowid, bm25(chunks_fts, 0.5, 1.0) AS r FROM chunks_fts f JOIN chunks c ON c.id = f.rowid"
+             f" JOIN documents d ON d.id = c.doc_id WHERE chunks_fts MATCH ?{clause} ORDER BY r LIMIT ?")
+    else:
+        q = "SELECT rowid, bm25(chunks_fts, 0.5, 1.0) AS r FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY r LIMIT ?"
+    rows = conn.execute(q, [match, *params, k])
     return [(int(row[0]), -float(row[1])) for row in rows]
 
 

@@ -77,6 +77,24 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class Filters:
+    """Metadata restrictions applied on every retrieval path; an unset field restricts nothing.
+
+    Matching of source, journal and publication type is exact but case-insensitive; any listed value passes.
+    """
+
+    year_from: int | None = None
+    year_to: int | None = None
+    sources: tuple[str, ...] = ()
+    journals: tuple[str, ...] = ()
+    pub_types: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return self == Filters()
+
+
+@dataclass(frozen=True)
 class Hit:
     """A chunk returned by retrieval, with its document and scores."""
 

@@ -1,0 +1,30 @@
+"""Fetching literature from remote services into JSONL files that `exorag ingest` reads.
+
+One module per idea: `http` (a polite HTTP client: timeout, rate limit, retries), `xmlsafe` (XML without entities
+or DTDs), `files` (what a fetch leaves on disk: JSONL, state, raw-response cache), `pubmed` (NCBI E-utilities),
+`europepmc` (Europe PMC search and JATS full text), `jats` (JATS body -> sections), `ids` (PMIDs, PMCIDs and DOIs
+found in pasted text), `defaults` (the versioned default query list), `ingest` (fetched files into an index).
+Only this package talks to the network, and only when `exorag fetch` is run; nothing here runs at question time.
+Deliberately left out: PDF download for open-access papers without JATS, and any service other than these two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class FetchReport:
+    """What one fetch run did: the JSONL it wrote and what went wrong along the way."""
+
+    path: Path | None = None  # the JSONL file (None when nothing matched)
+    found: int = 0  # hits the service reported for the query
+    written: int = 0  # records in the JSONL file after this run
+    new: int = 0  # records added by this run (0 when everything came from an earlier run)
+    no_abstract: int = 0  # metadata-only records (kept, flagged "no_abstract")
+    errata: int = 0  # records that are published errata (kept, flagged "erratum")
+    full_texts: int = 0  # records with JATS full-text sections
+    failures: list[str] = field(default_factory=list)  # batches or requests that failed; the rest was written
+    not_found: list[str] = field(default_factory=list)  # identifiers no service knew (fetch ids)
+    note: str = ""  # e.g. "no results", "already complete"
