@@ -181,6 +181,29 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from . import evaluate
+    from .index import open_index
+
+    folder = Path(args.folder)
+    name = folder.parent.name if folder.name in ("beir_format", "beir") else folder.name
+    index_folder = Path(args.index) if args.index else Path("index") / f"eval-{args.dataset}-{name}"
+    index = open_index(index_folder, args.model)
+    if args.dataset == "beir":
+        result = evaluate.evaluate_beir(index, folder, split=args.split, mode=args.mode, fusion=args.fusion,
+                                        progress=not args.quiet)
+    else:
+        result = evaluate.evaluate_bioasq(index, folder, mode=args.mode, fusion=args.fusion, progress=not args.quiet,
+                                          limit=args.limit)
+    result["index"] = str(index_folder)
+    if args.json:
+        _print_json(result)
+    else:
+        for key, value in result.items():
+            print(f"{key:12s} {value:.4f}" if isinstance(value, float) else f"{key:12s} {value}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .app import serve
 
@@ -230,6 +253,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", parents=[common], help="counts, model and size of the index")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("eval", parents=[common], help="retrieval metrics on human judgments (BEIR, BioASQ)")
+    p.add_argument("dataset", choices=["beir", "bioasq"])
+    p.add_argument("folder", metavar="DIR", help="a BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or BioASQ golden folder")
+    p.add_argument("--split", default="test", help="BEIR qrels split (default test; tune on train)")
+    p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid")
+    p.add_argument("--fusion", choices=["rrf", "convex"], default="rrf")
+    p.add_argument("--limit", type=int, help="BioASQ: first N questions only")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("serve", parents=[common], help="the browser chat")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")

@@ -1,0 +1,173 @@
+"""Retrieval evaluation on human relevance judgments: BEIR folders (SciFact) and BioASQ golden sets.
+
+`evaluate_beir` indexes a BEIR folder's corpus.jsonl (reusing the index when it is already built: ingest is
+idempotent), runs every query of the split's qrels through `retrieve.search` at document level (one chunk per
+document) and computes nDCG@10, Recall@10, Recall@100 and MRR@10 exactly as trec_eval does for binary/graded
+judgments (linear gain, log2 discount). `evaluate_bioasq` builds a corpus of every gold snippet grouped per PubMed
+document and reports recall of the gold documents in the top 10 and 100. Deliberately left out: answer-quality
+metrics (the answers issue) and significance tests.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from .errors import ExoragError
+from .index import Index
+from .ingest import ingest_paths
+from .retrieve import search
+from .types import Filters
+
+
+class EvalDataError(ExoragError):
+    """An evaluation folder that is missing files or is malformed."""
+
+
+def ndcg_at(ranked: list[str], relevant: dict[str, int], k: int = 10) -> float:
+    dcg = sum(relevant.get(doc, 0) / math.log2(i + 2) for i, doc in enumerate(ranked[:k]))
+    ideal = sorted(relevant.values(), reverse=True)[:k]
+    idcg = sum(rel / math.log2(i + 2) for i, rel in enumerate(ideal))
+    return dcg / idcg if idcg else 0.0
+
+
+def recall_at(ranked: list[str], relevant: dict[str, int], k: int) -> float:
+    positives = {doc for doc, rel in relevant.items() if rel > 0}
+    return len(positives & set(ranked[:k])) / len(positives) if positives else 0.0
+
+
+def mrr_at(ranked: list[str], relevant: dict[str, int], k: int = 10) -> float:
+    for i, doc in enumerate(ranked[:k]):
+        if relevant.get(doc, 0) > 0:
+            return 1.0 / (i + 1)
+    return 0.0
+
+
+def metrics(runs: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> dict[str, float]:
+    """Mean of each metric over the judged queries."""
+    n = len(qrels)
+    if not n:
+        raise EvalDataError("no judged queries")
+    return {
+        "ndcg@10": sum(ndcg_at(runs.get(q, []), rel) for q, rel in qrels.items()) / n,
+        "recall@10": sum(recall_at(runs.get(q, []), rel, 10) for q, rel in qrels.items()) / n,
+        "recall@100": sum(recall_at(runs.get(q, []), rel, 100) for q, rel in qrels.items()) / n,
+        "mrr@10": sum(mrr_at(runs.get(q, []), rel) for q, rel in qrels.items()) / n,
+        "queries": n,
+    }
+
+
+def read_beir(folder: Path, split: str) -> tuple[Path, dict[str, str], dict[str, dict[str, int]]]:
+    """(corpus path, queries, qrels of the split) of a BEIR folder."""
+    corpus, queries_path, qrels_path = folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / f"{split}.tsv"
+    for path in (corpus, queries_path, qrels_path):
+        if not path.exists():
+            raise EvalDataError(f"{path}: missing (a BEIR folder has corpus.jsonl, queries.jsonl, qrels/{split}.tsv)")
+    queries = {}
+    for line in queries_path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            queries[str(record["_id"])] = record["text"]
+    qrels: dict[str, dict[str, int]] = {}
+    for lineno, line in enumerate(qrels_path.read_text(encoding="utf-8").splitlines(), start=1):
+        parts = line.split("\t")
+        if lineno == 1 and not parts[-1].strip().lstrip("-").isdigit():
+            continue  # header
+        if len(parts) < 3:
+            raise EvalDataError(f"{qrels_path}:{lineno}: expected query-id, corpus-id, score")
+        qrels.setdefault(parts[0], {})[parts[1]] = int(parts[-1])
+    missing = [q for q in qrels if q not in queries]
+    if missing:
+        raise EvalDataError(f"{qrels_path}: {len(missing)} judged queries are not in queries.jsonl (e.g. {missing[0]})")
+    return corpus, queries, qrels
+
+
+def run_queries(
+    index: Index, queries: dict[str, str], mode: str, fusion: str, depth: int = 100, progress: bool = True,
+    filters: Filters | None = None,
+) -> dict[str, list[str]]:
+    """Document ids ranked per query (one best chunk per document)."""
+    runs = {}
+    for qid, text in tqdm(queries.items(), desc="queries", unit="q", disable=not progress):
+        hits = search(index, text, k=depth, mode=mode, per_doc=1, fusion=fusion, filters=filters)  # type: ignore[arg-type]
+        runs[qid] = [h.document.id for h in hits]
+    return runs
+
+
+def evaluate_beir(
+    index: Index, folder: Path, split: str = "test", mode: str = "hybrid", fusion: str = "rrf", progress: bool = True
+) -> dict[str, Any]:
+    corpus, queries, qrels = read_beir(folder, split)
+    report = ingest_paths(index, [corpus], progress=progress)
+    if report.failed and not report.ingested:
+        raise EvalDataError(f"{corpus}: nothing could be ingested ({report.failed[0]})")
+    runs = run_queries(index, {q: queries[q] for q in qrels}, mode, fusion, progress=progress)
+    return {"dataset": str(folder), "split": split, "mode": mode, "fusion": fusion, **metrics(runs, qrels)}
+
+
+_PUBMED_ID = re.compile(r"(\d+)\s*$")
+
+
+def bioasq_questions(folder: Path) -> list[dict[str, Any]]:
+    """Every question of every *golden*.json file under `folder` (BioASQ Task B format)."""
+    files = sorted(folder.rglob("*.json"))
+    if not files:
+        raise EvalDataError(f"{folder}: no BioASQ .json files")
+    questions = []
+    for path in files:
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise EvalDataError(f"{path}: not JSON ({exc.msg})") from exc
+        questions.extend(payload.get("questions", []))
+    return questions
+
+
+def bioasq_corpus(questions: Iterable[dict[str, Any]], out: Path) -> Path:
+    """Write the gold snippets grouped per PubMed document as a JSONL corpus (id pmid:N) and return its path."""
+    docs: dict[str, list[str]] = {}
+    for q in questions:
+        for snippet in q.get("snippets", []):
+            match = _PUBMED_ID.search(snippet.get("document", ""))
+            text = " ".join(str(snippet.get("text", "")).split())
+            if match and text:
+                texts = docs.setdefault(match.group(1), [])
+                if text not in texts:
+                    texts.append(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for pmid, texts in sorted(docs.items()):
+            record = {"id": f"pmid:{pmid}", "pmid": pmid, "abstract": "\n\n".join(texts), "source": "bioasq"}
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    tmp.replace(out)
+    return out
+
+
+def evaluate_bioasq(
+    index: Index, folder: Path, mode: str = "hybrid", fusion: str = "rrf", progress: bool = True,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    questions = bioasq_questions(folder)
+    corpus = bioasq_corpus(questions, index.folder / "bioasq_snippets.jsonl")
+    ingest_paths(index, [corpus], progress=progress)
+    in_corpus = {json.loads(line)["id"] for line in corpus.read_text(encoding="utf-8").splitlines()}
+    qrels: dict[str, dict[str, int]] = {}
+    texts: dict[str, str] = {}
+    for q in questions[:limit] if limit else questions:
+        # Gold documents without any snippet are not in the corpus and could never be found: left out.
+        gold = {f"pmid:{m.group(1)}": 1 for url in q.get("documents", [])
+                if (m := _PUBMED_ID.search(url)) and f"pmid:{m.group(1)}" in in_corpus}
+        if gold and q.get("body"):
+            qrels[q["id"]] = gold
+            texts[q["id"]] = q["body"]
+    runs = run_queries(index, texts, mode, fusion, progress=progress)
+    result = metrics(runs, qrels)
+    return {"dataset": str(folder), "mode": mode, "fusion": fusion, "recall@10": result["recall@10"],
+            "recall@100": result["recall@100"], "ndcg@10": result["ndcg@10"], "queries": result["queries"]}
