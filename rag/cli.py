@@ -123,7 +123,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from .render import answer_dict, answer_text
 
     answer = ask(_open(args), args.question, k=args.k, filters=_filters(args))
-    if args.json:
+    if args.format:
+        from .export import export
+
+        print(export(answer, args.format), end="")
+    elif args.json:
         _print_json(answer_dict(answer))
     else:
         print(answer_text(answer), end="")
@@ -242,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question")
     p.add_argument("-k", type=int, default=8, help="passages to draw evidence from (default 8)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--format", choices=["bibtex", "ris", "csljson", "markdown"],
+                   help="print the cited works in this format (markdown: the answer with its references)")
     _add_filter_flags(p)
     p.set_defaults(func=cmd_ask)
 
