@@ -48,3 +48,11 @@ class FetchError(ExoragError):
 
 class ServiceUnreachable(FetchError):
     """The service cannot be reached at all (offline, connection refused, DNS failure): no point going on."""
+
+
+class LLMError(ExoragError):
+    """The LLM endpoint is misconfigured, unreachable, too slow, or answered something unusable.
+
+    `rag.generate` turns the last three into a fallback to the extractive answer with a note; a misconfiguration
+    (a URL without a model, a bad URL) reaches the CLI as an error.
+    """

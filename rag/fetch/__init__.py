@@ -10,8 +10,11 @@ Deliberately left out: PDF download for open-access papers without JATS, and any
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+Progress = Callable[[str], None]
 
 
 @dataclass
@@ -28,3 +31,22 @@ class FetchReport:
     failures: list[str] = field(default_factory=list)  # batches or requests that failed; the rest was written
     not_found: list[str] = field(default_factory=list)  # identifiers no service knew (fetch ids)
     note: str = ""  # e.g. "no results", "already complete"
+
+
+def say(progress: Progress | None, message: str) -> None:
+    """Pass a progress line to the caller's callback, if it gave one."""
+    if progress is not None:
+        progress(message)
+
+
+def summarise(report: FetchReport) -> FetchReport:
+    """Fill the counts of `report` from the JSONL it names."""
+    from .files import read_records
+
+    if report.path is not None and report.path.exists():
+        records = read_records(report.path)
+        report.written = len(records)
+        report.no_abstract = sum(1 for r in records if r.get("no_abstract"))
+        report.errata = sum(1 for r in records if r.get("erratum"))
+        report.full_texts = sum(1 for r in records if r.get("sections"))
+    return report

@@ -21,6 +21,8 @@ READERS = {
     ".txt": "text",
     ".md": "text",
     ".markdown": "text",
+    ".ris": "ris",
+    ".bib": "bibtex",
 }
 
 

@@ -1,0 +1,222 @@
+"""Europe PMC: REST search (resultType=core, cursorMark paging) and, on request, JATS full text of OA articles.
+
+`fetch_europepmc` follows `nextCursorMark` until the results end or `max_records` are in, merging each page into the
+JSONL and recording the next cursor in the state file, so an interrupted fetch resumes with the next page. With
+`fulltext`, every open-access result with a PMCID also gets `/{PMCID}/fullTextXML`, parsed into `sections` (jats.py);
+full texts are cached under raw/, and one that is missing (404) leaves the record with its abstract only.
+Records use the exo_corpus schema with `source: "europepmc"` and the id `pmid:N` when PubMed knows the paper (so a
+paper fetched from both services is one document), else `pmcid:PMC...`, else `doi:...`.
+Deliberately left out: the PDF fallback for open-access papers without JATS, preprint full texts, and
+citations / references endpoints.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import FetchError, ServiceUnreachable
+from . import FetchReport, Progress, say, summarise
+from .files import DEFAULT_OUT, RawCache, cached, merge_records, read_state, stem, write_state
+from .http import Client, HttpStatus, europepmc
+from .jats import parse_fulltext
+
+SERVICE = "Europe PMC"
+PAGE = 100  # the API allows up to 1000 per page
+
+
+def _str_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (str, int)):
+        return [str(value)] if str(value).strip() else []
+    if isinstance(value, list):
+        return [str(v).strip() for v in value if isinstance(v, (str, int)) and str(v).strip()]
+    return []
+
+
+_HEADING = re.compile(r"<h[1-6][^>]*>(.*?)</h[1-6]>\s*(?:<p(?:\s[^>]*)?>)?", re.IGNORECASE | re.DOTALL)
+_BREAK = re.compile(r"</?p(?:\s[^>]*)?>|<br\s*/?>", re.IGNORECASE)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def plain_abstract(text: str) -> str:
+    """Europe PMC's abstract HTML as plain text: "<h4>Background</h4>..." -> "Background: ...", one line each."""
+    text = _HEADING.sub(lambda m: "\n" + _TAG.sub("", m.group(1)).strip().rstrip(":") + ": ", text or "")
+    text = _TAG.sub("", _BREAK.sub("\n", text))
+    lines = (" ".join(line.split()) for line in html.unescape(text).split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+def _author(author: dict[str, Any]) -> str:
+    if author.get("collectiveName"):
+        return str(author["collectiveName"]).strip()
+    last, initials = str(author.get("lastName") or "").strip(), str(author.get("initials") or "").strip()
+    if last:
+        return f"{last} {initials or str(author.get('firstName') or '').strip()}".strip()
+    return str(author.get("fullName") or "").strip()
+
+
+def result_record(result: dict[str, Any]) -> dict[str, Any]:
+    """One `resultType=core` result as an exo_corpus record."""
+    pmid = str(result.get("pmid") or "").strip()
+    pmcid = str(result.get("pmcid") or "").strip().upper()
+    doi = str(result.get("doi") or "").strip()
+    record_id = (f"pmid:{pmid}" if pmid else f"pmcid:{pmcid}" if pmcid else f"doi:{doi.lower()}" if doi
+                 else f"europepmc:{result.get('source', '')}:{result.get('id', '')}")
+    info = result.get("journalInfo") or {}
+    journal = info.get("journal") or {}
+    authors = [a for a in (_author(x) for x in (result.get("authorList") or {}).get("author") or []
+                           if isinstance(x, dict)) if a]
+    if not authors and result.get("authorString"):
+        authors = [a.strip() for a in str(result["authorString"]).rstrip(".").split(",") if a.strip()]
+    year_text = str(result.get("pubYear") or info.get("yearOfPublication") or "")
+    abstract = plain_abstract(str(result.get("abstractText") or ""))
+    record: dict[str, Any] = {
+        "id": record_id, "pmid": pmid, "doi": doi, "pmcid": pmcid,
+        "title": plain_abstract(str(result.get("title") or "")).replace("\n", " "),
+        "abstract": abstract,
+        "year": int(year_text) if year_text.isdigit() else None,
+        "journal": str(journal.get("isoabbreviation") or journal.get("medlineAbbreviation") or journal.get("title")
+                       or result.get("journalTitle") or (result.get("bookOrReportDetails") or {}).get("publisher")
+                       or ""),
+        "authors": authors,
+        "mesh": [str(m["descriptorName"]) for m in (result.get("meshHeadingList") or {}).get("meshHeading") or []
+                 if isinstance(m, dict) and m.get("descriptorName")],
+        "keywords": _str_list((result.get("keywordList") or {}).get("keyword")),
+        "publication_types": _str_list((result.get("pubTypeList") or {}).get("pubType")),
+        "source": "europepmc",
+        "open_access": result.get("isOpenAccess") == "Y",
+    }
+    if not abstract:
+        record["no_abstract"] = True
+    if any(t.lower() in ("published erratum", "erratum") for t in record["publication_types"]):
+        record["erratum"] = True
+    return record
+
+
+def search_page(
+    client: Client, query: str, cursor: str, page_size: int, cache: RawCache | None = None
+) -> dict[str, Any]:
+    """One page of `/search` (core results); the parsed JSON. With `cache`, a repeated page is read from disk."""
+    params = {"query": query, "format": "json", "resultType": "core", "cursorMark": cursor, "pageSize": page_size}
+    what = f"Europe PMC search page (cursor {cursor[:24]})"
+
+    def parse(data: bytes) -> dict[str, Any]:
+        try:
+            payload = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise FetchError(f"{what}: the answer is not JSON (truncated?): {data[:80]!r}") from None
+        if not isinstance(payload, dict) or "resultList" not in payload:
+            message = payload.get("errMsg") if isinstance(payload, dict) else None
+            raise FetchError(f"{what}: unexpected answer{': ' + str(message) if message else ''}")
+        return payload
+
+    if cache is None:
+        return parse(client.get("search", params))
+    return cached(cache, SERVICE, "search", params, "json", client.get, parse)[0]
+
+
+def search(client: Client, query: str, max_records: int, cursor: str = "*", page_size: int = PAGE,
+           cache: RawCache | None = None) -> Iterator[tuple[list[dict[str, Any]], str, int]]:
+    """Pages of (raw results, next cursor, hitCount) until the results end or `max_records` results are given."""
+    given = 0
+    while given < max_records:
+        payload = search_page(client, query, cursor, min(page_size, max_records - given), cache)
+        results = [r for r in (payload.get("resultList") or {}).get("result") or [] if isinstance(r, dict)]
+        results = results[: max_records - given]
+        following = str(payload.get("nextCursorMark") or "")
+        given += len(results)
+        exhausted = not results or not following or following == cursor
+        yield results, ("" if exhausted else following), int(payload.get("hitCount") or 0)
+        if exhausted:
+            return
+        cursor = following
+
+
+def add_fulltext(client: Client, cache: RawCache, record: dict[str, Any], captions: bool = False) -> str | None:
+    """Put the JATS sections of an OA record into `record["sections"]`; a failure message, or None."""
+    pmcid = record.get("pmcid") or ""
+    if not pmcid or not record.get("open_access"):
+        return None
+    what = f"Europe PMC full text of {pmcid}"
+    try:
+        (abstract, sections), _ = cached(cache, SERVICE, f"{pmcid}/fullTextXML", {}, "xml", client.get,
+                                         lambda data: parse_fulltext(data, what, captions))
+    except HttpStatus as exc:
+        if exc.status == 404:
+            record["fulltext_note"] = "no full text at Europe PMC"
+            return None
+        return str(exc)
+    except ServiceUnreachable:
+        raise
+    except FetchError as exc:
+        return str(exc)
+    if sections:
+        record["sections"] = sections
+    if abstract and not record.get("abstract"):
+        record["abstract"] = abstract
+        record.pop("no_abstract", None)
+    return None
+
+
+def fetch_europepmc(
+    query: str,
+    max_records: int = 200,
+    fulltext: bool = False,
+    out: Path = DEFAULT_OUT,
+    client: Client | None = None,
+    page_size: int = PAGE,
+    refresh: bool = False,
+    captions: bool = False,
+    progress: Progress | None = None,
+) -> FetchReport:
+    """Fetch up to `max_records` Europe PMC records for `query` into `out/<europepmc-...>.jsonl`, resuming by cursor."""
+    if not query.strip():
+        raise FetchError("the Europe PMC query is empty")
+    client = client or europepmc()
+    out = Path(out)
+    name = stem("europepmc", query, fulltext)
+    jsonl, state_path = out / f"{name}.jsonl", out / f"{name}.state.json"
+    cache = RawCache(out / "raw")
+    report = FetchReport()
+    state = {} if refresh else read_state(state_path)
+    if state.get("query") != query:
+        state = {"kind": "europepmc", "query": query, "fulltext": fulltext, "cursor": "*", "fetched": 0,
+                 "exhausted": False, "count": None}
+    remaining = max_records - int(state["fetched"])
+    if state["exhausted"] or remaining <= 0:
+        report.note = "already complete; --refresh searches again"
+    else:
+        note = f"searching Europe PMC for {query!r}"
+        say(progress, note + (f" (resuming after {state['fetched']} records)" if state["fetched"] else ""))
+        try:
+            for results, following, hits in search(client, query, remaining, state["cursor"], page_size):
+                records = [result_record(r) for r in results]
+                if fulltext:
+                    for record in records:
+                        problem = add_fulltext(client, cache, record, captions)
+                        if problem:
+                            report.failures.append(problem)
+                            say(progress, f"failed: {problem}")
+                if records:
+                    _, new = merge_records(jsonl, records)
+                    report.new += new
+                state.update(count=hits, fetched=int(state["fetched"]) + len(results),
+                             cursor=following or state["cursor"], exhausted=not following)
+                if hits:
+                    write_state(state_path, state)
+                say(progress, f"Europe PMC: {state['fetched']} of {min(hits, max_records)} records")
+        except ServiceUnreachable:
+            raise
+        except FetchError as exc:  # a page that fails ends the walk; the pages before it are written
+            report.failures.append(str(exc))
+    report.found = int(state.get("count") or 0)
+    if not report.found and not report.failures:
+        report.note = "no results"
+    report.path = jsonl if jsonl.exists() else None
+    return summarise(report)

@@ -1,0 +1,100 @@
+"""RIS and BibTeX readers: fields, authors, LaTeX accents, records without abstracts, malformed input, ingest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag import store
+from rag.errors import ParseError
+from rag.index import open_index
+from rag.ingest import ingest_paths
+from rag.sources import read_path
+from rag.sources.bibtex import latex_to_text
+from rag.types import Document
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def split(items: list[Document | ParseError]) -> tuple[list[Document], list[ParseError]]:
+    return [i for i in items if isinstance(i, Document)], [i for i in items if isinstance(i, ParseError)]
+
+
+def test_ris_records_fields_and_missing_abstract() -> None:
+    docs, errors = split(list(read_path(FIXTURES / "refs.ris")))
+    first, chapter = docs
+    assert first.id == "pmid:39000001" and first.pmid == "39000001" and first.source == "ris"
+    assert first.title == "Tumour-derived exosomal PD-L1 suppresses CD8+ T cells in vivo"  # the BOM is gone
+    assert first.authors == ("Müller A", "Ødegaard KM", "EV-TRACK Consortium")
+    assert first.year == 2024 and first.journal == "Journal of Extracellular Vesicles"  # JF before JO
+    assert first.doi == "10.1002/jev2.12401"  # https://doi.org/ prefix dropped
+    assert first.text.endswith("in the draining lymph node and suppressed their proliferation.")  # wrapped AB joined
+    assert chapter.id == "doi:10.1007/978-1-0716-0000-0_5"
+    assert chapter.journal == "Methods in Extracellular Vesicle Research"
+    assert chapter.text.startswith("Size-exclusion chromatography separates")  # N2 as abstract
+    assert [(e.line, e.reason) for e in errors] == [(18, "no abstract: 'Exosomes in the clinic: a comment'")]
+
+
+def test_ris_without_final_er_with_crlf_and_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "one.ris"
+    path.write_bytes(b"TY  - JOUR\r\nTI  - Exosomes\r\nAU  - Smith, John Paul\r\nPY  - 2020\r\n"
+                     b"AB  - Exosomes carry microRNA.\r\n")
+    (doc,) = list(read_path(path))
+    assert isinstance(doc, Document) and doc.authors == ("Smith JP",) and doc.text == "Exosomes carry microRNA."
+    path.write_bytes(b"TY  - JOUR\nTI  - Exosomen f\xfcr alle\nER  - \n")
+    with pytest.raises(ParseError, match="not UTF-8"):
+        list(read_path(path))
+
+
+def test_bibtex_entries_macros_accents_and_names() -> None:
+    docs, errors = split(list(read_path(FIXTURES / "refs.bib")))
+    article, chapter = docs
+    assert article.id == "pmid:39000001" and article.source == "bibtex" and article.doi == "10.1002/jev2.12401"
+    assert article.title == "Tumour-derived exosomal PD-L1 suppresses CD8+ T cells in vivo"
+    assert article.authors == ("Müller A", "Ødegaard KM", "EV-TRACK Consortium")  # {braced} corporate name kept
+    assert article.journal == "Journal of Extracellular Vesicles" and article.year == 2024  # @string macro, bare year
+    assert "{" not in article.text and "PD-1 on CD8+ T cells in the draining lymph node" in article.text
+    assert chapter.id == "refs:garcia2021" and chapter.journal == "Methods in Extracellular Vesicle Research"
+    assert chapter.authors == ("García-López JM", "Dupré F", "van der Berg J")
+    assert chapter.title.endswith("chromatography \u2014 a protocol")
+    assert chapter.text.endswith("über alles \u2013 in Århus and Straße.")  # a quoted value spanning lines
+    assert [(e.line, e.reason) for e in errors] == [(19, "no abstract: entry 'odegaard2019'"),
+                                                    (35, "malformed @article entry: unbalanced braces")]
+
+
+def test_bibtex_goes_on_after_a_malformed_entry(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.bib"
+    path.write_text("@article{bad, title = {unclosed, abstract = {x}}\n"
+                    "@Article(good, title = \"Dexosomes\", author = \"Zhang, Wei\", year = \"2023\",\n"
+                    "  abstract = {Dendritic cell exosomes prime T cells.})\n", encoding="utf-8")
+    items = list(read_path(path))
+    assert isinstance(items[0], ParseError) and items[0].line == 1
+    assert isinstance(items[1], Document) and items[1].title == "Dexosomes" and items[1].authors == ("Zhang W",)
+
+
+@pytest.mark.parametrize(("latex", "text"), [
+    (r'M{\"u}ller', "Müller"), (r"M\"{u}ller", "Müller"), (r"{\O}degaard", "Ødegaard"),
+    (r"Fran\c{c}ois", "François"),
+    (r"Mar{\'\i}a", "María"), (r"\v{S}koda", "Škoda"), (r"Stra\ss e", "Straße"), (r"{\AA}rhus", "Århus"),
+    (r"\textit{in vivo} 10\% \& $\alpha$-synuclein", "in vivo 10% & α-synuclein"), (r"CD8$^+$", "CD8+"),
+    (r"pages 1--5 {\em et al.}", "pages 1\u20135 et al."),
+])
+def test_latex_to_text(latex: str, text: str) -> None:
+    assert latex_to_text(latex) == text
+
+
+def test_ingest_reads_ris_and_bib_and_names_records_without_abstract(tmp_path: Path) -> None:
+    index = open_index(tmp_path / "idx")
+    try:
+        report = ingest_paths(index, [FIXTURES / "refs.bib", FIXTURES / "refs.ris"], progress=False)
+        assert report.files == 2 and report.ingested == 4  # pmid:39000001 is in both files: one document
+        assert {str(p) for p in report.failed} == {
+            f"{FIXTURES / 'refs.bib'}:19: no abstract: entry 'odegaard2019'",
+            f"{FIXTURES / 'refs.bib'}:35: malformed @article entry: unbalanced braces",
+            f"{FIXTURES / 'refs.ris'}:18: no abstract: 'Exosomes in the clinic: a comment'",
+        }
+        assert store.counts(index.conn)["documents"] == 3
+        assert store.get_document(index.conn, "pmid:39000001").source == "ris"  # the later file replaced it
+    finally:
+        index.close()
