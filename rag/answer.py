@@ -50,22 +50,22 @@ def candidate_sentences(hits: list[Hit]) -> list[tuple[Hit, int, int]]:
 
 def ask(
     index: Index, question: str, k: int = 8, max_sentences: int = 5, per_doc: int = 2, mode: str = "hybrid",
-    filters: Filters | None = None,
+    filters: Filters | None = None, abstain_below: float = ABSTAIN_BELOW,
 ) -> Answer:
     """Answer `question` from the index (within `filters`) with quoted, cited sentences, or abstain."""
     question = normalize_query(question)
     hits = search(index, question, k=k, mode=mode, filters=filters)  # type: ignore[arg-type]
     candidates = candidate_sentences(hits)
     if not candidates:
-        return _abstain(question, hits)
+        return _abstain(question, hits, 0.0)
     texts = [hit.document.text[s:e] for hit, s, e in candidates]
     vectors = index.embedder.encode([question] + texts, batch_size=64)
     cosines = vectors[1:] @ vectors[0]
     terms = query_terms(question)
     scores = [float(c) + 0.1 * _overlap(terms, t) for c, t in zip(cosines, texts)]
     best = float(np.max(cosines))
-    if best < ABSTAIN_BELOW:
-        return _abstain(question, hits)
+    if best < abstain_below:
+        return _abstain(question, hits, best)
 
     order = sorted(range(len(candidates)), key=lambda i: -scores[i])
     chosen: list[int] = []
@@ -90,10 +90,11 @@ def ask(
         citations.append(Citation(n=n, document=hit.document, quote=hit.document.text[s:e], section=hit.chunk.section,
                                   page=hit.chunk.page, char_start=s, char_end=e, score=scores[i]))
     text = " ".join(f"{c.quote} [{c.n}]" for c in citations)
-    return Answer(question=question, text=text, abstained=False, citations=tuple(citations), hits=tuple(hits))
+    return Answer(question=question, text=text, abstained=False, citations=tuple(citations), hits=tuple(hits),
+                  support=best)
 
 
-def _abstain(question: str, hits: list[Hit]) -> Answer:
+def _abstain(question: str, hits: list[Hit], support: float) -> Answer:
     text = ("The indexed literature does not appear to answer this question. "
             "The closest passages found are listed below; none is cited as an answer.")
-    return Answer(question=question, text=text, abstained=True, citations=(), hits=tuple(hits[:3]))
+    return Answer(question=question, text=text, abstained=True, citations=(), hits=tuple(hits[:3]), support=support)

@@ -1,4 +1,4 @@
-"""The `exorag` command: ingest, search, ask, show, stats, demo, serve.
+"""The `exorag` command: ingest, search, ask, cite, show, stats, demo, serve, fetch.
 
 The only module that turns library errors (ExoragError) into short messages and exit codes: 0 success,
 1 a handled error (or an ingest that ingested nothing), 2 usage, 130 interrupted. Every command takes
@@ -11,11 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ExoragError
+
+if TYPE_CHECKING:
+    from .fetch import FetchReport
 
 DEMO_RELATIVE = Path("shared") / "data" / "exo_corpus" / "corpus.jsonl"
 
@@ -120,8 +125,24 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from .answer import ask
-    from .render import answer_dict, answer_text
+    from .generate import config_from, generate
+    from .render import answer_dict, answer_text, generated_dict, generated_text
 
+    llm = config_from(args.llm_url, args.llm_model, args.llm_key, args.llm_timeout, stream=not args.llm_no_stream,
+                      unsupported=args.llm_unsupported)
+    if llm is not None:  # only then does anything leave the machine
+        result = generate(_open(args), args.question, llm, k=args.k, filters=_filters(args))
+        if args.format:
+            from .export import export
+
+            if result.note:
+                print(f"note: {result.note}", file=sys.stderr)
+            print(export(result.answer, args.format), end="")
+        elif args.json:
+            _print_json(generated_dict(result))
+        else:
+            print(generated_text(result), end="")
+        return 0
     answer = ask(_open(args), args.question, k=args.k, filters=_filters(args))
     if args.format:
         from .export import export
@@ -131,6 +152,23 @@ def cmd_ask(args: argparse.Namespace) -> int:
         _print_json(answer_dict(answer))
     else:
         print(answer_text(answer), end="")
+    return 0
+
+
+def cmd_cite(args: argparse.Namespace) -> int:
+    from .cite import cite_paragraph
+    from .render import cite_dict, cite_text
+
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 1
+    sentences = cite_paragraph(_open(args), text, k=args.k, filters=_filters(args))
+    if args.json:
+        _print_json(cite_dict(sentences))
+    else:
+        print(cite_text(sentences), end="")
     return 0
 
 
@@ -190,12 +228,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .index import open_index
 
     folder = Path(args.folder)
-    name = folder.parent.name if folder.name in ("beir_format", "beir") else folder.name
+    name = folder.parent.name if folder.name in ("beir_format", "beir") or folder.is_file() else folder.name
     index_folder = Path(args.index) if args.index else Path("index") / f"eval-{args.dataset}-{name}"
     index = open_index(index_folder, args.model)
     if args.dataset == "beir":
         result = evaluate.evaluate_beir(index, folder, split=args.split, mode=args.mode, fusion=args.fusion,
                                         progress=not args.quiet)
+    elif args.dataset == "pubmedqa":
+        result = evaluate.evaluate_answers_pubmedqa(index, folder, progress=not args.quiet, limit=args.limit or 200)
+    elif args.answers:
+        result = evaluate.evaluate_answers_bioasq(index, folder, progress=not args.quiet, limit=args.limit or 200)
     else:
         result = evaluate.evaluate_bioasq(index, folder, mode=args.mode, fusion=args.fusion, progress=not args.quiet,
                                           limit=args.limit)
@@ -206,6 +248,77 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for key, value in result.items():
             print(f"{key:12s} {value:.4f}" if isinstance(value, float) else f"{key:12s} {value}")
     return 0
+
+
+def _fetch_line(label: str, report: FetchReport) -> str:
+    if report.path is None:
+        return f"{label}: {report.note or 'nothing written'}"
+    extras = [f"{n} {what}" for n, what in ((report.no_abstract, "without abstract (metadata only)"),
+                                              (report.errata, "errata"), (report.full_texts, "with full text")) if n]
+    return (f"{label}: {report.found} found; {report.written} records in {report.path} ({report.new} new"
+            + "".join(f"; {e}" for e in extras) + ")" + (f" [{report.note}]" if report.note else ""))
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from .errors import FetchError, ServiceUnreachable
+    from .fetch import FetchReport, defaults, europepmc, ids, pubmed
+
+    if (args.max is not None and args.max < 1) or (args.batch is not None and args.batch < 1):
+        print("error: --max and --batch must be at least 1", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    progress = None if args.quiet else (lambda message: print(message, file=sys.stderr))
+    reports: list[tuple[str, FetchReport]] = []
+    if args.source == "pubmed":
+        reports.append((f"PubMed {args.query!r}", pubmed.fetch_pubmed(
+            args.query, args.max or 200, args.since, out, args.api_key, batch_size=args.batch or pubmed.BATCH,
+            refresh=args.refresh, progress=progress)))
+    elif args.source == "europepmc":
+        reports.append((f"Europe PMC {args.query!r}", europepmc.fetch_europepmc(
+            args.query, args.max or 200, args.fulltext, out, page_size=args.batch or europepmc.PAGE,
+            refresh=args.refresh, captions=args.captions, progress=progress)))
+    elif args.source == "ids":
+        reports.append((f"identifiers in {args.file}", ids.fetch_ids(Path(args.file), out, args.api_key,
+                                                                     progress=progress)))
+    else:  # default
+        version, sources = defaults.load(defaults.find_list(Path(args.sources) if args.sources else None))
+        print(f"default source list v{version}: {len(sources)} PubMed queries", file=sys.stderr)
+        for source in sources:
+            try:
+                reports.append((source.name, pubmed.fetch_pubmed(
+                    source.query, args.max or source.max, source.since, out, args.api_key,
+                    batch_size=args.batch or pubmed.BATCH, refresh=args.refresh, progress=progress)))
+            except ServiceUnreachable:
+                raise
+            except FetchError as exc:
+                reports.append((source.name, FetchReport(failures=[f"{source.name}: {exc}"], note="failed")))
+    for label, report in reports:
+        print(_fetch_line(label, report))
+        for failure in report.failures:
+            print(f"error: {failure}", file=sys.stderr)
+        if report.not_found:
+            print("not found: " + ", ".join(report.not_found), file=sys.stderr)
+    failures = sum(len(r.failures) for _, r in reports)
+    if failures:
+        print(f"{failures} request(s) failed; what did arrive is written; run the same command again to retry",
+              file=sys.stderr)
+    paths = [r.path for _, r in reports if r.path is not None]
+    if paths and not args.no_ingest:
+        from .fetch.ingest import METADATA_ONLY, ingest_fetched
+        from .ingest import Problem
+
+        def tell(problem: Problem) -> None:
+            if problem.reason != METADATA_ONLY:
+                print(f"failed: {problem}", file=sys.stderr)
+            elif not args.quiet:
+                print(f"skipped: {problem}", file=sys.stderr)
+
+        done = ingest_fetched(_open(args), paths, progress=not args.quiet, on_problem=tell)
+        metadata_only = sum(1 for p in done.skipped if p.reason == METADATA_ONLY)
+        print(f"ingested {done.ingested} documents (added {done.added}, updated {done.updated}, "
+              f"unchanged {done.unchanged}); skipped {metadata_only} without abstract (metadata only), "
+              f"failed {len(done.failed)}; vectors +{done.vectors_added} -{done.vectors_removed}")
+    return 1 if failures else 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -249,7 +362,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["bibtex", "ris", "csljson", "markdown"],
                    help="print the cited works in this format (markdown: the answer with its references)")
     _add_filter_flags(p)
+    g = p.add_argument_group("generative mode (an OpenAI-compatible chat endpoint; off unless a URL is set)")
+    g.add_argument("--llm-url", metavar="URL",
+                   help="base URL, e.g. http://127.0.0.1:11434/v1 (default $EXORAG_LLM_URL)")
+    g.add_argument("--llm-model", metavar="NAME", help="model name (default $EXORAG_LLM_MODEL)")
+    g.add_argument("--llm-key", metavar="KEY", help="API key (default $EXORAG_LLM_KEY, else $OPENAI_API_KEY)")
+    g.add_argument("--llm-timeout", type=float, metavar="S",
+                   help="seconds to wait for the reply to start or continue (default 120)")
+    g.add_argument("--llm-no-stream", action="store_true", help="ask for one JSON reply instead of a stream")
+    g.add_argument("--llm-unsupported", choices=["drop", "mark"], default="drop",
+                   help="sentences the passages do not support: drop them (default) or keep them marked")
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("cite", parents=[common], help="suggest citations from the index for each sentence of a text")
+    p.add_argument("file", metavar="FILE", help="a text file, or - to read standard input")
+    p.add_argument("-k", type=int, default=8, help="passages searched per sentence (default 8)")
+    p.add_argument("--json", action="store_true")
+    _add_filter_flags(p)
+    p.set_defaults(func=cmd_cite)
 
     p = sub.add_parser("show", parents=[common], help="a document's metadata and chunks")
     p.add_argument("doc_id")
@@ -261,15 +391,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("eval", parents=[common], help="retrieval metrics on human judgments (BEIR, BioASQ)")
-    p.add_argument("dataset", choices=["beir", "bioasq"])
-    p.add_argument("folder", metavar="DIR", help="a BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or BioASQ golden folder")
+    p.add_argument("dataset", choices=["beir", "bioasq", "pubmedqa"])
+    p.add_argument("folder", metavar="PATH",
+                   help="a BEIR folder (corpus.jsonl, queries.jsonl, qrels/), a BioASQ golden folder, "
+                        "or PubMedQA's ori_pqal.json")
     p.add_argument("--split", default="test", help="BEIR qrels split (default test; tune on train)")
     p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid")
     p.add_argument("--fusion", choices=["rrf", "convex"], default="rrf")
-    p.add_argument("--limit", type=int, help="BioASQ: first N questions only")
+    p.add_argument("--limit", type=int, help="first N questions only (answer evaluations default to 200)")
+    p.add_argument("--answers", action="store_true", help="BioASQ: evaluate answers (citations, ROUGE-L), not retrieval")
     p.add_argument("--json", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval)
+
+    fetch_common = argparse.ArgumentParser(add_help=False, parents=[common])
+    fetch_common.add_argument("--out", metavar="DIR", default=os.path.join("corpus", "fetched"),
+                              help="where JSONL, state and raw answers go (default corpus/fetched)")
+    fetch_common.add_argument("--max", type=int, metavar="N", help="records per query (default 200)")
+    fetch_common.add_argument("--batch", type=int, metavar="N",
+                              help="records per request (default 200 PubMed, 100 Europe PMC)")
+    fetch_common.add_argument("--api-key", metavar="KEY", help="NCBI API key (default $NCBI_API_KEY): 10 requests/s")
+    fetch_common.add_argument("--refresh", action="store_true", help="search again even if an earlier run completed")
+    fetch_common.add_argument("--no-ingest", action="store_true", help="only write the JSONL, do not ingest it")
+    fetch_common.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    p = sub.add_parser("fetch", help="fetch records from PubMed / Europe PMC into corpus/fetched/, then ingest them")
+    fetch_sub = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    p = fetch_sub.add_parser("pubmed", parents=[fetch_common], help="a PubMed query through NCBI E-utilities")
+    p.add_argument("query")
+    p.add_argument("--since", type=int, metavar="YEAR", help="publication year from")
+    p = fetch_sub.add_parser("europepmc", parents=[fetch_common], help="a Europe PMC query (optionally OA full texts)")
+    p.add_argument("query")
+    p.add_argument("--fulltext", action="store_true", help="add JATS full text of open-access articles")
+    p.add_argument("--captions", action="store_true", help="with --fulltext: keep figure and table captions")
+    p = fetch_sub.add_parser("ids", parents=[fetch_common], help="PMIDs, PMCIDs and DOIs listed in a file")
+    p.add_argument("file")
+    p = fetch_sub.add_parser("default", parents=[fetch_common], help="the default query list (corpus/default_sources.json)")
+    p.add_argument("--sources", metavar="JSON", help="another query list")
+    for name in ("pubmed", "europepmc", "ids", "default"):
+        fetch_sub.choices[name].set_defaults(func=cmd_fetch)
 
     p = sub.add_parser("serve", parents=[common], help="the browser chat")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -278,8 +437,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM takes the same clean path as Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     if getattr(args, "k", 1) is not None and getattr(args, "k", 1) < 1:
         print("error: -k must be at least 1", file=sys.stderr)
         return 2

@@ -171,3 +171,115 @@ def evaluate_bioasq(
     result = metrics(runs, qrels)
     return {"dataset": str(folder), "mode": mode, "fusion": fusion, "recall@10": result["recall@10"],
             "recall@100": result["recall@100"], "ndcg@10": result["ndcg@10"], "queries": result["queries"]}
+
+
+# --- answer quality ---------------------------------------------------------------------------------------------
+
+_WORDS = re.compile(r"\w+")
+
+
+def rouge_l(candidate: str, reference: str) -> float:
+    """ROUGE-L F1 over lower-cased word tokens (longest common subsequence)."""
+    a, b = _WORDS.findall(candidate.lower()), _WORDS.findall(reference.lower())
+    if not a or not b:
+        return 0.0
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b, start=1):
+            current.append(previous[j - 1] + 1 if x == y else max(previous[j], current[j - 1]))
+        previous = current
+    lcs = previous[-1]
+    if not lcs:
+        return 0.0
+    precision, recall = lcs / len(a), lcs / len(b)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _overlaps(quote: str, snippets: list[str]) -> bool:
+    """True when the quote and a gold snippet share a long stretch (one contains most of the other's words)."""
+    q = set(_WORDS.findall(quote.lower()))
+    for snippet in snippets:
+        s = set(_WORDS.findall(snippet.lower()))
+        if q and s and len(q & s) / min(len(q), len(s)) >= 0.6:
+            return True
+    return False
+
+
+def evaluate_answers_bioasq(
+    index: Index, folder: Path, progress: bool = True, limit: int | None = 200, k: int = 8
+) -> dict[str, Any]:
+    """Answer BioASQ questions over an index of their snippets: gold-document recall among cited works, share of
+    answers with a quote overlapping a gold snippet, ROUGE-L against the ideal answer, abstention rate."""
+    from .answer import ask
+
+    questions = [q for q in bioasq_questions(folder) if q.get("body") and q.get("snippets")]
+    corpus = bioasq_corpus(questions, index.folder / "bioasq_snippets.jsonl")
+    ingest_paths(index, [corpus], progress=progress)
+    chosen = questions[:limit] if limit else questions
+    cited_recall, overlap, rouge, abstained, per_question = [], [], [], 0, []
+    for q in tqdm(chosen, desc="answers", unit="q", disable=not progress):
+        answer = ask(index, q["body"], k=k)
+        gold = {f"pmid:{m.group(1)}" for url in q.get("documents", []) if (m := _PUBMED_ID.search(url))}
+        cited = {c.document.id for c in answer.citations}
+        ideal = q.get("ideal_answer") or [""]
+        ideal_text = ideal[0] if isinstance(ideal, list) else str(ideal)
+        if answer.abstained:
+            abstained += 1
+        else:
+            cited_recall.append(len(gold & cited) / len(gold) if gold else 0.0)
+            overlap.append(any(_overlaps(c.quote, [s["text"] for s in q["snippets"]]) for c in answer.citations))
+            rouge.append(rouge_l(answer.text, ideal_text))
+        per_question.append({"id": q["id"], "abstained": answer.abstained, "cited": sorted(cited)})
+    answered = len(chosen) - abstained
+    return {
+        "dataset": str(folder), "questions": len(chosen), "answered": answered,
+        "abstain_rate": abstained / len(chosen) if chosen else 0.0,
+        "gold_doc_recall_in_cited": sum(cited_recall) / answered if answered else 0.0,
+        "quote_overlaps_gold_snippet": sum(overlap) / answered if answered else 0.0,
+        "rouge_l_vs_ideal": sum(rouge) / answered if answered else 0.0,
+    }
+
+
+def evaluate_answers_pubmedqa(
+    index: Index, path: Path, progress: bool = True, limit: int | None = 200, k: int = 8
+) -> dict[str, Any]:
+    """On PubMedQA (questions whose abstracts are in the index as pmid:N), how often the answer cites evidence
+    from the question's own abstract, and how often it abstains on these answerable questions."""
+    from .answer import ask
+
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EvalDataError(f"{path}: unreadable PubMedQA file ({exc})") from exc
+    corpus = index.folder / "pubmedqa_contexts.jsonl"
+    if not corpus.exists():
+        tmp = corpus.with_suffix(".tmp")
+        with tmp.open("w", encoding="utf-8") as handle:
+            for pmid, record in records.items():
+                contexts = record.get("CONTEXTS") or []
+                labels = record.get("LABELS") or []
+                sections = [{"heading": (labels[i] if i < len(labels) else "Abstract").title(), "text": text}
+                            for i, text in enumerate(contexts)]
+                row = {"id": f"pmid:{pmid}", "pmid": pmid, "sections": sections, "year": record.get("YEAR"),
+                       "source": "pubmedqa"}
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        tmp.replace(corpus)
+    ingest_paths(index, [corpus], progress=progress)
+    items = list(records.items())[:limit] if limit else list(records.items())
+    own, top1_own, abstained = 0, 0, 0
+    for pmid, record in tqdm(items, desc="answers", unit="q", disable=not progress):
+        answer = ask(index, record["QUESTION"], k=k)
+        if answer.abstained:
+            abstained += 1
+            continue
+        cited = [c.document.id for c in answer.citations]
+        own += f"pmid:{pmid}" in cited
+        top1_own += cited[0] == f"pmid:{pmid}"
+    answered = len(items) - abstained
+    return {
+        "dataset": str(path), "questions": len(items), "answered": answered,
+        "false_abstain_rate": abstained / len(items) if items else 0.0,
+        "own_abstract_cited": own / answered if answered else 0.0,
+        "own_abstract_cited_first": top1_own / answered if answered else 0.0,
+    }

@@ -1,16 +1,21 @@
 """Answers, hits and documents as JSON-ready dicts, plain text and Markdown; used by the CLI and the app alike.
 
-The JSON shapes here are the CLI contract (`search --json`, `ask --json`, `show --json`). Reference lines follow
-a compact Vancouver-like style: authors (first three, then "et al."), year, title, journal, PMID and DOI links.
+The JSON shapes here are the CLI contract (`search --json`, `ask --json`, `show --json`, `cite --json`).
+Reference lines follow a compact Vancouver-like style: authors (first three, then "et al."), year, title, journal,
+PMID and DOI links.
 Deliberately left out: BibTeX/RIS/CSL export (export.py, a later issue).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .types import Answer, Chunk, Citation, Document, Hit
+
+if TYPE_CHECKING:
+    from .cite import SentenceSupport
+    from .generate import Generated
 
 
 def hit_dict(hit: Hit) -> dict[str, Any]:
@@ -39,6 +44,7 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
         "question": answer.question,
         "answer": answer.text,
         "abstained": answer.abstained,
+        "support": round(answer.support, 4),
         "citations": [citation_dict(c) for c in answer.citations],
         "closest": [hit_dict(h) for h in answer.hits] if answer.abstained else [],
     }
@@ -133,3 +139,40 @@ def hit_text(rank: int, hit: Hit) -> str:
     head = f"{rank}. {d.title or d.id} ({d.year or 'n.d.'}) [{d.id}] score={hit.score:.4f}"
     loc = where(hit.chunk.section, hit.chunk.page)
     return f"{head}\n   {loc}\n   {hit.chunk.text}\n"
+
+
+def generated_dict(result: Generated) -> dict[str, Any]:
+    """`ask --json` with an LLM set: the answer's usual shape plus mode, note, dropped and marked sentences."""
+    return {**answer_dict(result.answer), "mode": result.mode, "note": result.note,
+            "dropped": [r.sentence for r in result.dropped], "marked": [r.sentence for r in result.marked]}
+
+
+def generated_text(result: Generated) -> str:
+    lines = [f"Note: {result.note}", ""] if result.note else []
+    lines.append(answer_text(result.answer).rstrip("\n"))
+    if result.dropped:
+        lines += ["", "Dropped (not supported by the passages they cite):"]
+        lines += [f"- {r.sentence} ({r.reason})" for r in result.dropped]
+    return "\n".join(lines) + "\n"
+
+
+def cite_dict(sentences: list[SentenceSupport]) -> dict[str, Any]:
+    """`cite --json`: each sentence of the user's text, whether the index supports it, and the quotes that do."""
+    return {"sentences": [{"sentence": s.sentence, "start": s.start, "end": s.end, "supported": s.supported,
+                           "citations": [citation_dict(c) for c in s.citations]} for s in sentences]}
+
+
+def cite_text(sentences: list[SentenceSupport]) -> str:
+    """Each sentence with its suggested [n] (or a note that the index has none), then references with the quotes."""
+    lines = [f"{s.sentence} " + ("".join(f"[{c.n}]" for c in s.citations) if s.supported
+                                 else "[no supporting passage in the index]") for s in sentences]
+    citations = {c.n: c for s in sentences for c in s.citations}
+    if citations:
+        lines += ["", "References"]
+        for numbers, doc in grouped_references(tuple(citations[n] for n in sorted(citations))):
+            lines.append(f"[{', '.join(map(str, numbers))}] {reference_line(doc)}")
+            for n in numbers:
+                c = citations[n]
+                loc = where(c.section, c.page)
+                lines.append(f"    [{n}] \"{c.quote}\"" + (f" ({loc})" if loc else ""))
+    return "\n".join(lines) + "\n"

@@ -128,3 +128,4 @@ class Answer:
     abstained: bool
     citations: tuple[Citation, ...] = ()
     hits: tuple[Hit, ...] = field(default=())
+    support: float = 0.0  # cosine of the best evidence sentence to the question (what abstention is decided on)

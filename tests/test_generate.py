@@ -1,0 +1,304 @@
+"""Generative mode against a fake OpenAI-compatible server on 127.0.0.1, with the real model and index.
+
+The fake server reads the numbered passages in the prompt it receives and answers with their sentences, cited
+correctly, plus sentences that must not survive (an invention citing [1], a real sentence citing [99], an
+uncited one). It can stream (SSE), answer plain JSON, stall past the timeout, fail with HTTP 500, or send
+malformed JSON; every failure must fall back to the extractive answer with a note.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rag import store
+from rag.chunk import split_sentences
+from rag.cli import main
+from rag.errors import LLMError
+from rag.generate import config_from, parse_sentences, verify
+from rag.index import open_index
+from rag.retrieve import search
+
+QUESTION = "How do tumour-derived exosomes help cancer metastasis?"
+INVENTED = "Tumour-derived exosomes are cleared by the kidneys within ten minutes of their release"
+UNCITED = "Exosome research is a rapidly growing field with many open questions."
+
+
+def first_long_sentence(text: str) -> str:
+    return next(text[s:e] for s, e in split_sentences(text) if e - s >= 40).rstrip(".")
+
+
+def passages_in(prompt: str) -> dict[int, str]:
+    return {int(n): text for n, text in re.findall(r"^\[(\d+)\] [^\n]*\n([^\n]+)", prompt, re.MULTILINE)}
+
+
+def good_answer(prompt: str) -> str:
+    """Two correctly cited sentences (markers written two ways), two invalid ones and an uncited one."""
+    passages = passages_in(prompt)
+    return (f"{first_long_sentence(passages[1])} [1]. {first_long_sentence(passages[2])}.[2] "
+            f"{INVENTED} [1]. {first_long_sentence(passages[3])} [99].\n\n{UNCITED}")
+
+
+class FakeLLM:
+    """A loopback chat-completions server; `behaviour` and `reply` decide what the next request gets."""
+
+    def __init__(self) -> None:
+        self.behaviour = "stream"
+        self.reply = good_answer
+        self.requests: list[dict[str, Any]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                try:
+                    fake.respond(self, body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (the timeout test)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def respond(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        text = self.reply(body["messages"][-1]["content"])
+        if self.behaviour == "slow":
+            time.sleep(2.0)
+        if self.behaviour == "error":
+            self.send(handler, 500, "application/json", b'{"error": {"message": "model crashed"}}')
+        elif self.behaviour == "malformed":
+            self.send(handler, 200, "application/json", b'{"choices": [{"message": {"content": "cut off')
+        elif self.behaviour == "malformed-stream":
+            self.send(handler, 200, "text/event-stream", b'data: {"choices": [{"delta": {"content": "Exo\n\n')
+        elif self.behaviour == "json" or not body.get("stream"):
+            payload = {"object": "chat.completion", "choices": [{"index": 0, "message": {
+                "role": "assistant", "content": text}, "finish_reason": "stop"}]}
+            self.send(handler, 200, "application/json", json.dumps(payload).encode())
+        else:
+            handler.send_response(200)
+            handler.send_header("Content-Type", "text/event-stream")
+            handler.end_headers()
+            events = [{"choices": [{"index": 0, "delta": {"role": "assistant"}}]}]
+            events += [{"choices": [{"index": 0, "delta": {"content": piece}}]} for piece in re.split(r"(?<= )", text)]
+            events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            for event in events:
+                handler.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                handler.wfile.flush()
+            handler.wfile.write(b"data: [DONE]\n\n")
+
+    @staticmethod
+    def send(handler: BaseHTTPRequestHandler, status: int, kind: str, data: bytes) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", kind)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeLLM]:
+    fake = FakeLLM()
+    yield fake
+    fake.server.shutdown()
+
+
+@pytest.fixture()
+def llm(server: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> FakeLLM:
+    for name in ("EXORAG_LLM_URL", "EXORAG_LLM_MODEL", "EXORAG_LLM_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    server.behaviour, server.reply = "stream", good_answer
+    server.requests.clear()
+    return server
+
+
+def ask_json(capsys: pytest.CaptureFixture[str], built_index: Path, *extra: str) -> dict[str, Any]:
+    assert main(["ask", QUESTION, "--index", str(built_index), "--json", *extra]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def assert_verbatim(built_index: Path, payload: dict[str, Any]) -> None:
+    index = open_index(built_index)
+    try:
+        for n, citation in enumerate(payload["citations"], start=1):
+            assert citation["n"] == n
+            doc = store.get_document(index.conn, citation["doc_id"])
+            assert doc.text[citation["char_start"]:citation["char_end"]] == citation["quote"]
+    finally:
+        index.close()
+    markers = {int(m) for m in re.findall(r"\[(\d+)\]", payload["answer"])}
+    assert markers == {c["n"] for c in payload["citations"]}
+
+
+def test_streamed_answer_is_verified_and_cited_verbatim(llm: FakeLLM, built_index: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    payload = ask_json(capsys, built_index, "--llm-url", llm.url, "--llm-model", "fake-7b", "--llm-key", "sekrit")
+    assert payload["mode"] == "llm" and payload["note"] == "" and payload["abstained"] is False
+    request = llm.requests[-1]
+    assert request["path"] == "/v1/chat/completions"
+    assert request["headers"]["Authorization"] == "Bearer sekrit"
+    assert request["body"]["model"] == "fake-7b" and request["body"]["stream"] is True
+    assert request["body"]["messages"][0]["role"] == "system"
+    passages = passages_in(request["body"]["messages"][-1]["content"])
+    assert len(passages) == 8
+
+    assert_verbatim(built_index, payload)
+    assert len(payload["citations"]) == 2
+    first, second = first_long_sentence(passages[1]), first_long_sentence(passages[2])
+    assert payload["answer"] == f"{first}. [1] {second}. [2]"
+    for citation, sentence in zip(payload["citations"], (first, second)):
+        assert citation["quote"].rstrip(".") == sentence
+    assert len(payload["dropped"]) == 3 and payload["marked"] == []
+    assert any(INVENTED in s for s in payload["dropped"])
+    assert any(first_long_sentence(passages[3]) in s for s in payload["dropped"])
+    assert UNCITED in payload["dropped"]
+    assert set(payload) >= {"question", "answer", "abstained", "citations", "closest"}
+
+
+def test_mark_mode_keeps_unsupported_sentences_marked(llm: FakeLLM, built_index: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    payload = ask_json(capsys, built_index, "--llm-url", llm.url, "--llm-model", "m", "--llm-unsupported", "mark")
+    assert payload["mode"] == "llm" and payload["dropped"] == [] and len(payload["marked"]) == 3
+    assert payload["answer"].count("[unsupported]") == 3
+    assert f"{INVENTED}. [unsupported]" in payload["answer"]
+    assert_verbatim(built_index, payload)
+
+
+def test_text_output_lists_references_and_dropped(llm: FakeLLM, built_index: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ask", QUESTION, "--index", str(built_index), "--llm-url", llm.url, "--llm-model", "m"]) == 0
+    out = capsys.readouterr().out
+    assert "\nReferences\n[1" in out and "Dropped (not supported by the passages they cite):" in out
+    assert "not among the 8 passages" in out and "cites no passage" in out
+
+
+@pytest.mark.parametrize("no_stream", [False, True])
+def test_plain_json_reply_is_read(llm: FakeLLM, built_index: Path, capsys: pytest.CaptureFixture[str],
+                                  no_stream: bool) -> None:
+    llm.behaviour = "json"  # the server answers JSON even when a stream was asked for
+    payload = ask_json(capsys, built_index, "--llm-url", llm.url + "/", "--llm-model", "m",
+                       *(["--llm-no-stream"] if no_stream else []))
+    assert llm.requests[-1]["body"]["stream"] is (not no_stream)
+    assert payload["mode"] == "llm" and len(payload["citations"]) == 2 and len(payload["dropped"]) == 3
+    assert_verbatim(built_index, payload)
+
+
+def test_settings_from_environment(llm: FakeLLM, built_index: Path, capsys: pytest.CaptureFixture[str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXORAG_LLM_URL", llm.url)
+    monkeypatch.setenv("EXORAG_LLM_MODEL", "env-model")
+    monkeypatch.setenv("OPENAI_API_KEY", "from-openai-env")
+    payload = ask_json(capsys, built_index)
+    assert payload["mode"] == "llm"
+    assert llm.requests[-1]["body"]["model"] == "env-model"
+    assert llm.requests[-1]["headers"]["Authorization"] == "Bearer from-openai-env"
+
+
+@pytest.mark.parametrize(("behaviour", "reason"), [
+    ("slow", "within 0.5 s"), ("error", "HTTP 500"), ("malformed", "malformed response"),
+    ("malformed-stream", "malformed response"),
+])
+def test_failures_fall_back_to_the_extractive_answer(llm: FakeLLM, built_index: Path,
+                                                     capsys: pytest.CaptureFixture[str], behaviour: str,
+                                                     reason: str) -> None:
+    llm.behaviour = behaviour
+    started = time.monotonic()
+    payload = ask_json(capsys, built_index, "--llm-url", llm.url, "--llm-model", "m", "--llm-timeout", "0.5")
+    assert time.monotonic() - started < 10
+    assert payload["mode"] == "extractive" and payload["note"].startswith("LLM unavailable (")
+    assert reason in payload["note"] and payload["note"].endswith("showing the extractive answer")
+    if behaviour == "error":
+        assert "model crashed" in payload["note"]
+    assert len(llm.requests) == 1
+    assert payload["abstained"] is False and payload["citations"]
+    assert_verbatim(built_index, payload)
+    if behaviour == "error":  # the fallback is exactly the extractive answer
+        assert main(["ask", QUESTION, "--index", str(built_index), "--json"]) == 0
+        assert payload["answer"] == json.loads(capsys.readouterr().out)["answer"]
+
+
+def test_unreachable_server_falls_back(llm: FakeLLM, built_index: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    payload = ask_json(capsys, built_index, "--llm-url", f"http://127.0.0.1:{port}/v1", "--llm-model", "m")
+    assert payload["mode"] == "extractive" and "cannot reach" in payload["note"]
+
+
+def test_nothing_verified_falls_back_with_the_dropped_sentences(llm: FakeLLM, built_index: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    llm.reply = lambda prompt: f"{INVENTED} [1]. {UNCITED}"
+    assert main(["ask", QUESTION, "--index", str(built_index), "--llm-url", llm.url, "--llm-model", "m"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Note: LLM answer discarded: none of its sentences is supported")
+    assert "\nReferences\n" in out and INVENTED in out.split("Dropped")[1]
+
+
+def test_no_request_without_an_llm_url(llm: FakeLLM, built_index: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXORAG_LLM_MODEL", "m")
+    monkeypatch.setenv("EXORAG_LLM_KEY", "k")
+
+    def forbidden(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a request was made without an LLM URL")
+
+    monkeypatch.setattr(urllib.request, "urlopen", forbidden)
+    payload = ask_json(capsys, built_index)
+    assert "mode" not in payload and payload["citations"]
+    assert llm.requests == []
+
+
+def test_url_without_model_is_an_error(llm: FakeLLM, built_index: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ask", QUESTION, "--index", str(built_index), "--llm-url", llm.url]) == 1
+    assert "--llm-model" in capsys.readouterr().err
+    assert main(["ask", QUESTION, "--index", str(built_index), "--llm-url", "ftp://x", "--llm-model", "m"]) == 1
+    assert "http://" in capsys.readouterr().err
+    assert llm.requests == []
+
+
+def test_config_from_environment_mapping() -> None:
+    assert config_from(env={}) is None
+    config = config_from(env={"EXORAG_LLM_URL": "http://h:1/v1/", "EXORAG_LLM_MODEL": "m", "OPENAI_API_KEY": "o"})
+    assert config is not None and config.url == "http://h:1/v1/chat/completions" and config.key == "o"
+    config = config_from(url="http://h/v1/chat/completions", model="m", key="x", timeout=3,
+                         env={"EXORAG_LLM_KEY": "e"})
+    assert config is not None and config.url == "http://h/v1/chat/completions" and config.key == "x"
+    with pytest.raises(LLMError):
+        config_from(url="http://h", model="m", timeout=0, env={})
+
+
+def test_parse_sentences_reads_marker_styles() -> None:
+    text = ("- Exosomes carry PD-L1 [1]. They promote metastasis.[2] They prime niches. [3]\n"
+            "**They** also fuse with cells [1, 3-4].\n[5]\nSources: [1], [2]")
+    assert parse_sentences(text) == [
+        ("Exosomes carry PD-L1.", [1]), ("They promote metastasis.", [2]), ("They prime niches.", [3]),
+        ("They also fuse with cells.", [1, 3, 4, 5]),
+    ]
+
+
+def test_paraphrase_is_supported_and_wrong_passage_is_not(index) -> None:  # type: ignore[no-untyped-def]
+    hits = search(index, QUESTION, k=8)
+    n = next(i for i, h in enumerate(hits, 1) if "prepare the pre-metastatic niche" in h.chunk.text)
+    other = next(i for i, h in enumerate(hits, 1) if "niche" not in h.chunk.text and "metasta" not in h.chunk.text)
+    text = (f"Tumour exosomes taken up by organ-specific cells prepare the pre-metastatic niche [{n}]. "
+            f"Tumour exosomes taken up by organ-specific cells prepare the pre-metastatic niche again [{other}].")
+    answer, citations, rejected = verify(index, text, hits)
+    assert answer == "Tumour exosomes taken up by organ-specific cells prepare the pre-metastatic niche. [1]"
+    assert citations[0].quote == "We show that tumour-derived exosomes uptaken by organ-specific cells prepare the " \
+                                 "pre-metastatic niche."
+    assert citations[0].document.text[citations[0].char_start:citations[0].char_end] == citations[0].quote
+    assert len(rejected) == 1 and "not supported" in rejected[0].reason
