@@ -35,6 +35,9 @@ REPO = Path(__file__).resolve().parents[1]
 WEBENV = "MCID_6650d2f1a4c5b80b1e2c7d39"
 CURSORS = {"*": "search_1.json", "AoIIQJxGsy0yOTcxMjQwNQ==": "search_2.json",
            "AoIIQJ0D4S0yOTcxNTU1OQ==": "search_3.json"}
+PDF_QUERY = "pdf fallback"  # answered from search_pdf.json: OA papers without JATS whose listed PDFs the server has
+OA_PDF = (REPO.parent / "shared" / "data" / "pdfs_open_access"
+          / "datta2010_dvt_prophylaxis_trauma_bmc_10.1186_1752-2897-4-1.pdf")
 
 Answer = tuple[int, dict[str, str], bytes]
 
@@ -107,6 +110,9 @@ class FakeServices:
             return 200, {"Content-Type": "text/xml"}, self.efetch_xml(self.articles[start : start + count])
         if path == "/epmc/search":
             query, cursor = params["query"], params["cursorMark"]
+            if query == PDF_QUERY:
+                page = (FIXTURES / "europepmc" / "search_pdf.json").read_text().replace("{base}", self.url)
+                return 200, {"Content-Type": "application/json"}, page.encode()
             if query.startswith(("DOI:", "PMCID:")):
                 dois = {d.lower() for d in re.findall(r'DOI:"([^"]+)"', query)}
                 pmcids = set(re.findall(r"PMCID:(PMC\d+)", query))
@@ -115,6 +121,10 @@ class FakeServices:
                 page = {"hitCount": len(hits), "nextCursorMark": "AoEnd", "resultList": {"result": hits}}
                 return 200, {"Content-Type": "application/json"}, json.dumps(page).encode()
             return 200, {"Content-Type": "application/json"}, (FIXTURES / "europepmc" / CURSORS[cursor]).read_bytes()
+        if path == "/pdf/PMC10000101.pdf" and params == {"download": "1"}:
+            return 200, {"Content-Type": "application/pdf"}, OA_PDF.read_bytes()
+        if path == "/pdf/PMC10000102.pdf":  # a PDF header, then garbage: pypdf cannot read it
+            return 200, {"Content-Type": "application/pdf"}, b"%PDF-1.7\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
         match = re.fullmatch(r"/epmc/(PMC\d+)/fullTextXML", path)
         full_text = FIXTURES / "europepmc" / f"{match.group(1)}.xml" if match else None
         if full_text is not None and full_text.exists():
@@ -393,6 +403,50 @@ def test_europepmc_follows_cursor_and_adds_jats_sections(fake: FakeServices, tmp
     fake.log = []
     assert main([*argv, "--max", "10"]) == 0 and fake.log == []  # complete: nothing asked again
 
+
+@pytest.mark.skipif(not OA_PDF.exists(), reason=f"the open-access PDF fixture is absent: {OA_PDF}")
+def test_europepmc_falls_back_to_the_oa_pdf_without_jats(fake: FakeServices, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["fetch", "europepmc", PDF_QUERY, "--fulltext", "--out", str(tmp_path), "--no-ingest"]
+    assert main(argv) == 0  # an unreadable PDF is a note, not a failure
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    assert sorted(s.path for s in fake.log if "fullTextXML" in s.path) == [
+        "/epmc/PMC10000101/fullTextXML", "/epmc/PMC10000102/fullTextXML"]  # JATS first; both 404
+    assert [s.path for s in fake.requests("/pdf/paywalled.pdf")] == []  # only OA PDFs are fetched
+    assert len(fake.requests("/pdf/PMC10000101.pdf")) == 1 and len(fake.requests("/pdf/PMC10000102.pdf")) == 1
+
+    records = {r["id"]: r for r in files.read_records(jsonl(tmp_path, "europepmc"))}
+    paper = records["pmid:39000101"]
+    assert paper["fulltext_source"] == "pdf" and "fulltext_note" not in paper
+    headings = [s["heading"] for s in paper["sections"]]
+    assert "Introduction" in headings and "Methods" in headings and len(headings) == len(set(headings))
+    assert "References" not in headings and "Competing interests" not in headings  # indexed=False spans left out
+    assert "thrombo" in json.dumps(paper["sections"]).lower()
+    assert paper["abstract"].startswith("Background: Trauma patients")
+    assert (tmp_path / "pdf" / "PMC10000101.pdf").read_bytes() == OA_PDF.read_bytes()
+
+    broken = records["pmid:39000102"]
+    assert "sections" not in broken and "fulltext_source" not in broken
+    assert broken["abstract"] == "Exosomes were isolated by ultracentrifugation."
+    assert broken["fulltext_note"].startswith("no full text at Europe PMC; PDF not usable (not a readable PDF")
+    assert not (tmp_path / "pdf" / "PMC10000102.pdf").exists()  # an unreadable PDF is not kept
+    assert list((tmp_path / "pdf").iterdir()) == [tmp_path / "pdf" / "PMC10000101.pdf"]  # no temp files left
+
+    fake.log = []
+    assert main([*argv, "--refresh"]) == 0  # searches again; the saved PDF is read, not downloaded
+    assert fake.requests("/pdf/PMC10000101.pdf") == []
+    again = {r["id"]: r for r in files.read_records(jsonl(tmp_path, "europepmc"))}
+    assert again["pmid:39000101"]["sections"] == paper["sections"]
+    assert again["pmid:39000101"]["fulltext_source"] == "pdf"
+
+
+def test_jats_full_text_is_marked_as_such(fake: FakeServices, tmp_path: Path) -> None:
+    assert main(["fetch", "europepmc", "exosomal PD-L1", "--fulltext", "--out", str(tmp_path), "--no-ingest",
+                 "--max", "2"]) == 0
+    records = {r["id"]: r for r in files.read_records(jsonl(tmp_path, "europepmc"))}
+    assert records["pmid:39000001"]["fulltext_source"] == "jats"
+    assert not (tmp_path / "pdf").exists()  # no PDF listed, none fetched
 
 def test_jats_captions_on_request_and_abstract_html() -> None:
     data = (FIXTURES / "europepmc" / "PMC10000001.xml").read_bytes()

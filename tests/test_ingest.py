@@ -89,7 +89,7 @@ def test_bad_inputs_are_named_and_the_rest_is_ingested(tmp_path: Path) -> None:
     assert any(m.startswith(f"{latin}: not UTF-8") for m in messages)
     assert any(m.startswith(str(broken_pdf)) for m in messages)
     assert [str(p) for p in report.skipped] == [f"{unknown}: unsupported file type '.xlsx'; exorag reads "
-                                                ".jsonl, .markdown, .md, .ndjson, .pdf, .txt"]
+                                                ".bib, .jsonl, .markdown, .md, .ndjson, .pdf, .ris, .txt"]
     consistent(index)
     doc = store.get_document(index.conn, "file:note")
     assert doc.title == "Dex vaccines" and doc.sections[0].heading == "Dex vaccines"

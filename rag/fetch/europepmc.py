@@ -3,30 +3,38 @@
 `fetch_europepmc` follows `nextCursorMark` until the results end or `max_records` are in, merging each page into the
 JSONL and recording the next cursor in the state file, so an interrupted fetch resumes with the next page. With
 `fulltext`, every open-access result with a PMCID also gets `/{PMCID}/fullTextXML`, parsed into `sections` (jats.py);
-full texts are cached under raw/, and one that is missing (404) leaves the record with its abstract only.
+full texts are cached under raw/. When the JATS is unavailable (404, an error, not XML) but the result lists an
+open-access PDF (`fullTextUrlList`, documentStyle "pdf", availability OA), that PDF is downloaded through the same
+client (rate limit, retries, timeout; at most 50 MB; must start with %PDF) into `pdf/<PMCID or id>.pdf` (temp file +
+rename, reused on later runs), read with rag.sources.pdf, and its indexed sections become `sections`;
+`fulltext_source` says "jats" or "pdf". A PDF that cannot be read (and is then not kept) or a paper with neither
+leaves the record with its abstract only and a `fulltext_note` saying why.
 Records use the exo_corpus schema with `source: "europepmc"` and the id `pmid:N` when PubMed knows the paper (so a
 paper fetched from both services is one document), else `pmcid:PMC...`, else `doi:...`.
-Deliberately left out: the PDF fallback for open-access papers without JATS, preprint full texts, and
-citations / references endpoints.
+Deliberately left out: preprint full texts, Europe PMC's own `?pdf=render` URLs (only listed PDF URLs are used),
+and citations / references endpoints.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import FetchError, ServiceUnreachable
+from ..errors import FetchError, ParseError, ServiceUnreachable
+from ..sources import pdf as pdf_reader
 from . import FetchReport, Progress, say, summarise
-from .files import DEFAULT_OUT, RawCache, cached, merge_records, read_state, stem, write_state
+from .files import DEFAULT_OUT, RawCache, cached, merge_records, read_state, stem, write_atomic, write_state
 from .http import Client, HttpStatus, europepmc
 from .jats import parse_fulltext
 
 SERVICE = "Europe PMC"
 PAGE = 100  # the API allows up to 1000 per page
+MAX_PDF_BYTES = 50 * 1024 * 1024
 
 
 def _str_list(value: Any) -> list[str]:
@@ -138,30 +146,140 @@ def search(client: Client, query: str, max_records: int, cursor: str = "*", page
         cursor = following
 
 
-def add_fulltext(client: Client, cache: RawCache, record: dict[str, Any], captions: bool = False) -> str | None:
-    """Put the JATS sections of an OA record into `record["sections"]`; a failure message, or None."""
+def pdf_urls(result: dict[str, Any]) -> list[str]:
+    """The open-access PDF URLs a `resultType=core` result lists in `fullTextUrlList` (in the listed order)."""
+    urls = []
+    for entry in (result.get("fullTextUrlList") or {}).get("fullTextUrl") or []:
+        if not isinstance(entry, dict) or str(entry.get("documentStyle") or "").lower() != "pdf":
+            continue
+        open_access = (str(entry.get("availabilityCode") or "").upper() == "OA"
+                       or str(entry.get("availability") or "").lower() == "open access")
+        url = str(entry.get("url") or "").strip()
+        if open_access and url.lower().startswith(("http://", "https://")) and url not in urls:
+            urls.append(url)
+    return urls
+
+
+def _pdf_sections(path: Path) -> list[dict[str, str]]:
+    """The indexed sections of a PDF as {heading, text}, consecutive spans of one heading joined; ParseError."""
+    document = pdf_reader.read_document(path)
+    out: list[dict[str, str]] = []
+    for section in document.sections:
+        text = document.text[section.start : section.end].strip()
+        if not section.indexed or not text:
+            continue
+        if out and out[-1]["heading"] == section.heading:
+            out[-1]["text"] += "\n\n" + text
+        else:
+            out.append({"heading": section.heading, "text": text})
+    return out
+
+
+def _download_pdf(client: Client, url: str) -> bytes:
+    """The body of `url` through a copy of `client` (same service limiter, timeout, retries).
+
+    FetchError when the download fails; ParseError when what came is no PDF or too large. The size is checked once
+    the body is in (the client reads whole answers).
+    """
+    head, _, tail = url.partition("?")
+    base, _, last = head.rpartition("/")
+    one = dataclasses.replace(client, base_url=base, requests=0)
+    try:
+        data = one.get(last + ("?" + tail if tail else ""))
+    finally:
+        client.requests += one.requests
+    if len(data) > MAX_PDF_BYTES:
+        raise ParseError(url, f"larger than {MAX_PDF_BYTES // (1024 * 1024)} MB")
+    if not data.startswith(b"%PDF"):
+        raise ParseError(url, f"not a PDF (starts {data[:24]!r})")
+    return data
+
+
+def _starts_pdf(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(4) == b"%PDF"
+    except OSError:
+        return False
+
+
+def add_pdf(client: Client, pdf_dir: Path, record: dict[str, Any], urls: Sequence[str]) -> tuple[str, bool]:
+    """Put the sections of the record's OA PDF into `record["sections"]`.
+
+    Returns ("" when it worked, else why not; whether a later run may do better). A PDF already in `pdf_dir` is
+    read without downloading; a download that fails or a PDF that does not read leaves the record alone (an
+    unreadable PDF is not kept, so a later run asks again). Never raises for one paper (an unreachable PDF host
+    included).
+    """
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", record.get("pmcid") or record["id"]).strip("_") or "paper"
+    path = pdf_dir / f"{name}.pdf"
+    reasons: list[str] = []
+    retry = False
+    for url in [""] + list(urls):  # "": the copy from an earlier run
+        try:
+            if url:
+                write_atomic(path, _download_pdf(client, url))
+            elif not _starts_pdf(path):
+                continue
+            sections = _pdf_sections(path)
+        except ParseError as exc:
+            path.unlink(missing_ok=True)
+            reasons.append(f"PDF not usable ({exc.reason})")
+            continue
+        except (FetchError, OSError) as exc:  # ServiceUnreachable is a FetchError: another host, not the API
+            reasons.append(f"PDF download failed ({exc})")
+            retry = retry or not (isinstance(exc, HttpStatus) and exc.status in (403, 404, 410))
+            continue
+        if not sections:
+            reasons.append("the PDF has no indexable sections")
+            continue
+        record["sections"] = sections
+        record["fulltext_source"] = "pdf"
+        return "", False
+    return "; ".join(reasons) or "no PDF", retry
+
+
+def add_fulltext(client: Client, cache: RawCache, record: dict[str, Any], captions: bool = False,
+                 pdfs: Sequence[str] = (), pdf_dir: Path | None = None) -> str | None:
+    """Put the JATS sections of an OA record into `record["sections"]`, else those of its OA PDF (`pdfs`, saved
+    under `pdf_dir`); a failure message worth retrying, or None."""
     pmcid = record.get("pmcid") or ""
-    if not pmcid or not record.get("open_access"):
+    if not record.get("open_access") or not (pmcid or (pdfs and pdf_dir is not None)):
         return None
     what = f"Europe PMC full text of {pmcid}"
+    problem: str | None = None
+    note = "no full text at Europe PMC"
     try:
+        if not pmcid:
+            raise HttpStatus(404, "no PMCID")
         (abstract, sections), _ = cached(cache, SERVICE, f"{pmcid}/fullTextXML", {}, "xml", client.get,
                                          lambda data: parse_fulltext(data, what, captions))
     except HttpStatus as exc:
-        if exc.status == 404:
-            record["fulltext_note"] = "no full text at Europe PMC"
-            return None
-        return str(exc)
+        if exc.status != 404:
+            problem = note = str(exc)
     except ServiceUnreachable:
         raise
     except FetchError as exc:
-        return str(exc)
-    if sections:
-        record["sections"] = sections
-    if abstract and not record.get("abstract"):
-        record["abstract"] = abstract
-        record.pop("no_abstract", None)
-    return None
+        problem = note = str(exc)
+    else:
+        if sections:
+            record["sections"] = sections
+            record["fulltext_source"] = "jats"
+        if abstract and not record.get("abstract"):
+            record["abstract"] = abstract
+            record.pop("no_abstract", None)
+        return None
+    if not pdfs or pdf_dir is None:
+        if problem is None:
+            record["fulltext_note"] = note
+        return problem
+    why, retry = add_pdf(client, pdf_dir, record, pdfs)
+    if not why:
+        return None
+    record["fulltext_note"] = f"{note}; {why}"
+    if problem is None and retry:  # a failed download is worth another run; an unreadable PDF is not
+        problem = f"{pmcid or record['id']}: {why}"
+    return problem
 
 
 def fetch_europepmc(
@@ -198,8 +316,8 @@ def fetch_europepmc(
             for results, following, hits in search(client, query, remaining, state["cursor"], page_size):
                 records = [result_record(r) for r in results]
                 if fulltext:
-                    for record in records:
-                        problem = add_fulltext(client, cache, record, captions)
+                    for record, result in zip(records, results):
+                        problem = add_fulltext(client, cache, record, captions, pdf_urls(result), out / "pdf")
                         if problem:
                             report.failures.append(problem)
                             say(progress, f"failed: {problem}")
