@@ -1,4 +1,4 @@
-"""The `exorag` command: ingest, search, ask, cite, show, stats, demo, serve, fetch.
+"""The `exorag` command: ingest, sync, remove, search, ask, cite, show, stats, check, demo, serve, fetch.
 
 The only module that turns library errors (ExoragError) into short messages and exit codes: 0 success,
 1 a handled error (or an ingest that ingested nothing), 2 usage, 130 interrupted. Every command takes
@@ -44,6 +44,23 @@ def _open(args: argparse.Namespace):
     return open_index(Path(args.index) if args.index else None, args.model)
 
 
+def _open_checked(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The index, after a cheap vectors-vs-chunks count check that warns on stderr about drift."""
+    from .index import drift_warning
+
+    index = _open(args)
+    warning = drift_warning(index)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    return index
+
+
+def _tell_problem(problem) -> None:  # type: ignore[no-untyped-def]
+    from tqdm import tqdm
+
+    tqdm.write(f"{'skipped' if problem.reason.startswith('unsupported') else 'failed'}: {problem}", file=sys.stderr)
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -54,6 +71,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         index, [Path(p) for p in args.paths], progress=not args.quiet,
         on_problem=lambda p: tqdm.write(f"{'skipped' if p.reason.startswith('unsupported') else 'failed'}: {p}",
                                         file=sys.stderr),
+        file_timeout=getattr(args, "file_timeout", None) or None,
     )
     print(
         f"ingested {report.ingested} documents from {report.files} files "
@@ -112,7 +130,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .render import hit_dict, hit_text
     from .retrieve import search
 
-    hits = search(_open(args), args.query, k=args.k, mode=args.mode, filters=_filters(args), fusion=args.fusion)
+    hits = search(_open_checked(args), args.query, k=args.k, mode=args.mode, filters=_filters(args), fusion=args.fusion)
     if args.json:
         _print_json({"query": args.query, "results": [hit_dict(h) for h in hits]})
     elif not hits:
@@ -131,7 +149,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     llm = config_from(args.llm_url, args.llm_model, args.llm_key, args.llm_timeout, stream=not args.llm_no_stream,
                       unsupported=args.llm_unsupported)
     if llm is not None:  # only then does anything leave the machine
-        result = generate(_open(args), args.question, llm, k=args.k, filters=_filters(args))
+        result = generate(_open_checked(args), args.question, llm, k=args.k, filters=_filters(args))
         if args.format:
             from .export import export
 
@@ -143,7 +161,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         else:
             print(generated_text(result), end="")
         return 0
-    answer = ask(_open(args), args.question, k=args.k, filters=_filters(args))
+    answer = ask(_open_checked(args), args.question, k=args.k, filters=_filters(args))
     if args.format:
         from .export import export
 
@@ -164,7 +182,7 @@ def cmd_cite(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         print(f"error: cannot read {args.file}: {exc}", file=sys.stderr)
         return 1
-    sentences = cite_paragraph(_open(args), text, k=args.k, filters=_filters(args))
+    sentences = cite_paragraph(_open_checked(args), text, k=args.k, filters=_filters(args))
     if args.json:
         _print_json(cite_dict(sentences))
     else:
@@ -195,15 +213,17 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def stats(index) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     from . import store
-    from .index import disk_size
+    from .index import check, disk_size
     from .vectors import read_meta
 
     meta = read_meta(index.folder)
     counts = store.counts(index.conn)
+    drift = check(index)
     return {
         "index": str(index.folder), "documents": counts["documents"], "chunks": counts["chunks"],
         "vectors": index.vectors.size if meta else 0, "model": index.model_name,
         "dim": meta.get("dim") if meta else None, "size_bytes": disk_size(index.folder), "sources": counts["sources"],
+        "consistent": drift["consistent"], "missing_vectors": drift["missing"], "stale_vectors": drift["stale"],
     }
 
 
@@ -218,9 +238,53 @@ def cmd_stats(args: argparse.Namespace) -> int:
     print(f"vectors:   {info['vectors']}")
     print(f"model:     {info['model']} (dim {info['dim']})")
     print(f"size:      {_human(info['size_bytes'])}")
+    if not info["consistent"]:
+        print(f"drift:     {info['missing_vectors']} chunks without a vector, {info['stale_vectors']} stale vectors "
+              "(run `exorag check --repair`)")
     for source, n in sorted(info["sources"].items(), key=lambda kv: -kv[1]):
         print(f"  {source or '(none)'}: {n}")
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .index import check
+
+    result = check(_open(args), repair=args.repair, progress=not args.quiet)
+    if args.json:
+        _print_json(result)
+    else:
+        state = "consistent" if result["consistent"] else "NOT consistent"
+        print(f"{state}: {result['chunks']} chunks, {result['vectors']} vectors; {result['missing']} chunks without "
+              f"a vector, {result['stale']} stale vectors")
+        if "added" in result:
+            print(f"repaired: vectors +{result['added']} -{result['removed']}")
+    return 0 if result["consistent"] or "added" in result else 1
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    from .sync import remove_documents
+
+    report = remove_documents(_open(args), args.doc_ids)
+    for doc_id in report.not_found:
+        print(f"error: no document with id {doc_id!r}", file=sys.stderr)
+    print(f"removed {len(report.removed)} documents; vectors -{report.vectors_removed}")
+    return 0 if report.removed else 1
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from .sync import sync_folder
+
+    report = sync_folder(_open(args), Path(args.folder), progress=not args.quiet, on_problem=_tell_problem,
+                         file_timeout=args.file_timeout or None)
+    s = report.summary
+    if args.json:
+        _print_json({**s, "removed_ids": report.removed, "vectors_added": report.vectors_added,
+                     "vectors_removed": report.vectors_removed})
+    else:
+        print(f"synced {args.folder}: added {s['added']}, updated {s['updated']}, unchanged {s['unchanged']}, "
+              f"removed {s['removed']}, failed {s['failed']}, skipped {s['skipped']}; "
+              f"vectors +{report.vectors_added} -{report.vectors_removed}")
+    return 0 if not s["failed"] else 1
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -339,7 +403,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", parents=[common], help="add JSONL, PDF, .txt/.md files or folders to the index")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--file-timeout", type=float, default=120.0, metavar="S",
+                   help="abandon a file whose reader takes longer than S seconds (default 120; 0: no limit)")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("sync", parents=[common], help="make the index match a folder: add, update, remove")
+    p.add_argument("folder", metavar="FOLDER")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--file-timeout", type=float, default=120.0, metavar="S",
+                   help="abandon a file whose reader takes longer than S seconds (default 120; 0: no limit)")
+    p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser("remove", parents=[common], help="remove documents (and their chunks and vectors) by id")
+    p.add_argument("doc_ids", nargs="+", metavar="DOC_ID")
+    p.set_defaults(func=cmd_remove)
 
     p = sub.add_parser("demo", parents=[common], help="build a demo index from ../shared/data/exo_corpus")
     p.add_argument("--data", metavar="JSONL", help="corpus file (default: find shared/data/exo_corpus/corpus.jsonl)")
@@ -389,6 +467,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", parents=[common], help="counts, model and size of the index")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("check", parents=[common], help="compare chunks with vectors; --repair fixes the drift")
+    p.add_argument("--repair", action="store_true", help="embed missing vectors and drop stale ones")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("eval", parents=[common], help="retrieval metrics on human judgments (BEIR, BioASQ)")
     p.add_argument("dataset", choices=["beir", "bioasq", "pubmedqa"])
@@ -442,6 +526,9 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["fetch", "--default"]:
+        argv[1] = "default"  # `exorag fetch --default` is the documented spelling of `exorag fetch default`
     args = build_parser().parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)

@@ -105,6 +105,36 @@ def sync_vectors(index: Index, batch_size: int = 64, progress: bool = True, save
     return {"added": added, "removed": removed, "total": vectors.size}
 
 
+def check(index: Index, repair: bool = False, progress: bool = False) -> dict[str, int | bool]:
+    """Compare the store's chunk ids with the FAISS ids; with `repair`, fix the drift through sync_vectors.
+
+    Returns chunks, vectors, missing (chunks without a vector), stale (vectors without a chunk), consistent,
+    and with `repair` the vectors added and removed. Loads the embedding model only when there is something to embed.
+    """
+    have: set[int] = set()
+    if read_meta(index.folder) is not None or (index.folder / VECTORS_FILE).exists():
+        have = set(index.vectors.ids().tolist())
+    want = set(store.chunk_ids(index.conn))
+    result: dict[str, int | bool] = {"chunks": len(want), "vectors": len(have), "missing": len(want - have),
+                                     "stale": len(have - want)}
+    result["consistent"] = not result["missing"] and not result["stale"]
+    if repair and not result["consistent"]:
+        synced = sync_vectors(index, progress=progress)
+        result.update(added=synced["added"], removed=synced["removed"])
+    return result
+
+
+def drift_warning(index: Index) -> str | None:
+    """A cheap check (counts only) before a search: a message when vectors and chunks differ in number."""
+    if read_meta(index.folder) is None and not (index.folder / VECTORS_FILE).exists():
+        return None
+    chunks, vectors = store.chunk_count(index.conn), index.vectors.size
+    if chunks == vectors:
+        return None
+    return (f"the index in {index.folder} has {chunks} chunks but {vectors} vectors (an interrupted run?); "
+            f"results may be incomplete; run `exorag check --repair --index {index.folder}`")
+
+
 def disk_size(folder: Path) -> int:
     """Bytes used by the index folder's files."""
     return sum(p.stat().st_size for p in folder.glob("*") if p.is_file())

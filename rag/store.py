@@ -130,6 +130,15 @@ def remove_document(conn: sqlite3.Connection, doc_id: str) -> None:
         raise NotFound(f"no document with id {doc_id!r}")
 
 
+def document_origins(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    """(document id, origin) of every document, origin as recorded when it was read ('' when unknown)."""
+    return [(r[0], r[1] or "") for r in conn.execute("SELECT id, origin FROM documents ORDER BY id")]
+
+
+def chunk_count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
+
+
 def _row_to_document(row: sqlite3.Row) -> Document:
     return Document(
         id=row["id"],

@@ -13,7 +13,7 @@ from rag.answer import ask
 from rag.cli import main
 from rag.index import open_index
 
-from .conftest import SAMPLE_PDF
+from .conftest import SAMPLE_PDF, SHARED
 
 HIT_KEYS = {"doc_id", "title", "year", "pmid", "doi", "text", "section", "page", "score"}
 CITATION_KEYS = {"n", "doc_id", "title", "year", "pmid", "doi", "url", "quote", "section", "page", "char_start",
@@ -141,3 +141,27 @@ def test_demo_without_data_says_what_to_do(tmp_path: Path, capsys: pytest.Captur
     assert main(["demo", "--data", str(tmp_path / "absent.jsonl"), "--index", str(tmp_path / "idx")]) == 1
     err = capsys.readouterr().err
     assert "demo corpus" in err and "exorag ingest" in err
+
+
+def test_two_hundred_answers_quote_verbatim_and_cite_only_retrieved(index) -> None:  # type: ignore[no-untyped-def]
+    """Over 200+ real questions (paper titles as questions, BioASQ questions), every citation is a verbatim quote
+    at its offsets, from a passage that was retrieved, numbered 1..n in the order the answer cites them."""
+    from .conftest import corpus_records
+
+    questions = [f"What is known about {r['title'].rstrip('.')}?" for r in corpus_records() if r.get("title")]
+    bioasq = SHARED / "bioasq_golden" / "Task10BGoldenEnriched" / "10B1_golden.json"
+    if bioasq.exists():
+        questions += [q["body"] for q in json.loads(bioasq.read_text())["questions"][:60]]
+    assert len(questions) >= 200
+    answered = 0
+    for question in questions:
+        answer = ask(index, question, k=5)
+        retrieved = {(h.document.id, h.chunk.char_start, h.chunk.char_end) for h in answer.hits}
+        assert [c.n for c in answer.citations] == list(range(1, len(answer.citations) + 1))
+        assert answer.abstained == (not answer.citations)
+        for c in answer.citations:
+            assert c.document.text[c.char_start:c.char_end] == c.quote
+            assert any(d == c.document.id and s <= c.char_start and c.char_end <= e for d, s, e in retrieved)
+            assert f"{c.quote} [{c.n}]" in answer.text
+        answered += not answer.abstained
+    assert answered >= 150  # titles of indexed papers must be answerable

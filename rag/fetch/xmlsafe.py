@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 
 from ..errors import FetchError
 
@@ -46,16 +47,18 @@ def text_of(element: ET.Element | None, skip: frozenset[str] = frozenset()) -> s
     """All text under `element` (inline markup flattened), leaving out subtrees whose tag is in `skip`."""
     if element is None:
         return ""
-    parts: list[str] = []
-
-    def walk(node: ET.Element) -> None:
-        if node.text:
-            parts.append(node.text)
-        for child in node:
-            if local(child.tag) not in skip:
-                walk(child)
-            if child.tail:
-                parts.append(child.tail)
-
-    walk(element)
+    parts: list[str] = [element.text or ""]
+    # An explicit stack, not recursion: a hostile answer nested 10,000 deep must not raise RecursionError.
+    stack: list[tuple[Iterator[ET.Element], str | None]] = [(iter(element), None)]
+    while stack:
+        children, tail = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            parts.append(tail or "")
+        elif local(child.tag) in skip:
+            parts.append(child.tail or "")
+        else:
+            parts.append(child.text or "")
+            stack.append((iter(child), child.tail))
     return " ".join("".join(parts).split())

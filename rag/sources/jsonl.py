@@ -64,7 +64,8 @@ def record_to_document(record: dict[str, Any], path: Path, lineno: int) -> Docum
         abstract = " ".join(str(a) for a in abstract)
     if isinstance(abstract, str) and clean(abstract):
         parts.append(("Abstract", clean(abstract)))
-    for section in record.get("sections") or []:
+    sections_value = record.get("sections")
+    for section in sections_value if isinstance(sections_value, list) else []:  # any other type: no sections
         if isinstance(section, dict) and isinstance(section.get("text"), str) and clean(section["text"]):
             parts.append((clean(str(section.get("heading") or "Body")) or "Body", clean(section["text"])))
     if not parts:
@@ -119,6 +120,9 @@ def read(path: Path) -> Iterator[Document | ParseError]:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 yield ParseError(str(path), f"not valid JSON ({exc.msg} at column {exc.colno})", lineno)
+                continue
+            except RecursionError:  # e.g. 2,000 nested '[': the C scanner gives up; so do we, for this line
+                yield ParseError(str(path), "not valid JSON (nested too deeply)", lineno)
                 continue
             if not isinstance(record, dict):
                 yield ParseError(str(path), f"expected a JSON object, got {type(record).__name__}", lineno)
