@@ -98,7 +98,7 @@ def main() -> None:
     print(f"positives ({args.positives}): n={len(pos)} median {statistics.median(pos):.3f} min {min(pos):.3f}")
     print(f"negatives (off-topic):   n={len(neg)} median {statistics.median(neg):.3f} max {max(neg):.3f}")
     print("threshold  false-abstain  false-answer")
-    for t in [0.25, 0.30, 0.33, 0.35, 0.38, 0.40, 0.42, 0.45, 0.50]:
+    for t in [0.25, 0.30, 0.35, 0.38, 0.40, 0.42, 0.44, 0.46, 0.48, 0.50, 0.52]:
         fa = sum(p < t for p in pos) / len(pos)
         fn = sum(n >= t for n in neg) / len(neg)
         mark = "  <- current" if abs(t - ABSTAIN_BELOW) < 1e-9 else ""

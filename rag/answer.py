@@ -19,7 +19,7 @@ from .index import Index
 from .retrieve import normalize_query, query_terms, search
 from .types import Answer, Citation, Filters, Hit
 
-ABSTAIN_BELOW = 0.38  # best sentence cosine under which we say the literature does not answer
+ABSTAIN_BELOW = 0.50  # best sentence cosine under which we say the literature does not answer (bench/abstention.py)
 KEEP_WITHIN = 0.20  # keep sentences scoring within this of the best one
 MIN_SENTENCE_CHARS = 30
 _TOKEN = re.compile(r"\w+")

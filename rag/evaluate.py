@@ -214,9 +214,11 @@ def evaluate_answers_bioasq(
     from .answer import ask
 
     questions = [q for q in bioasq_questions(folder) if q.get("body") and q.get("snippets")]
-    corpus = bioasq_corpus(questions, index.folder / "bioasq_snippets.jsonl")
-    ingest_paths(index, [corpus], progress=progress)
     chosen = questions[:limit] if limit else questions
+    # The corpus is the snippets of the evaluated questions (all of them when no limit is set), so that a quick run
+    # does not have to embed all 14k BioASQ documents; every question still competes with the others' documents.
+    corpus = bioasq_corpus(chosen, index.folder / f"bioasq_answer_snippets_{len(chosen)}.jsonl")
+    ingest_paths(index, [corpus], progress=progress)
     cited_recall, overlap, rouge, abstained, per_question = [], [], [], 0, []
     for q in tqdm(chosen, desc="answers", unit="q", disable=not progress):
         answer = ask(index, q["body"], k=k)
