@@ -101,7 +101,7 @@ def run_queries(
 
 
 def evaluate_beir(
-    index: Index, folder: Path, split: str = "test", mode: str = "hybrid", fusion: str = "rrf", progress: bool = True
+    index: Index, folder: Path, split: str = "test", mode: str = "hybrid", fusion: str = "convex", progress: bool = True
 ) -> dict[str, Any]:
     corpus, queries, qrels = read_beir(folder, split)
     report = ingest_paths(index, [corpus], progress=progress)
@@ -151,7 +151,7 @@ def bioasq_corpus(questions: Iterable[dict[str, Any]], out: Path) -> Path:
 
 
 def evaluate_bioasq(
-    index: Index, folder: Path, mode: str = "hybrid", fusion: str = "rrf", progress: bool = True,
+    index: Index, folder: Path, mode: str = "hybrid", fusion: str = "convex", progress: bool = True,
     limit: int | None = None,
 ) -> dict[str, Any]:
     questions = bioasq_questions(folder)

@@ -2,8 +2,8 @@
 
 The query is embedded with the index's model; the lexical side turns the query into an OR of quoted FTS5 phrases,
 one per word, so user text can never be read as FTS5 syntax (quotes, `*`, NEAR, AND, `-`, `:`) and biomedical
-tokens such as miR-21 or IL-6 match as phrases. Fusion is reciprocal-rank fusion (k=60) or a convex combination
-of min-max-normalised scores, with a cap on chunks per document so one paper cannot fill the top k. Filters
+tokens such as miR-21 or IL-6 match as phrases. Fusion is a convex combination of min-max-normalised scores
+(default) or reciprocal-rank fusion (k=60), with a cap on chunks per document so one paper cannot fill the top k. Filters
 (year range, source, journal, publication type) restrict both sides: an FAISS id selector on the dense side, a SQL
 join on the lexical side. Deliberately left out: rerankers (no cross-encoder weights are available offline).
 """
@@ -24,6 +24,7 @@ Mode = Literal["hybrid", "dense", "lexical"]
 Fusion = Literal["rrf", "convex"]
 RRF_K = 60
 CONVEX_ALPHA = 0.5  # weight of the dense side in convex fusion
+# Default fusion chosen on SciFact *train* (nDCG@10: convex 0.713, RRF 0.697); test figures in the README.
 MAX_QUERY_CHARS = 2000
 MAX_QUERY_TERMS = 48
 STOPWORDS = frozenset(
@@ -93,7 +94,7 @@ def convex(dense: list[tuple[int, float]], lexical: list[tuple[int, float]], alp
 
 def search(
     index: Index, query: str, k: int = 10, mode: Mode = "hybrid", per_doc: int = 2,
-    filters: Filters | None = None, fusion: Fusion = "rrf",
+    filters: Filters | None = None, fusion: Fusion = "convex",
 ) -> list[Hit]:
     """The top `k` chunks for `query` within `filters`, at most `per_doc` from any one document."""
     query = normalize_query(query)
