@@ -50,11 +50,11 @@ def candidate_sentences(hits: list[Hit]) -> list[tuple[Hit, int, int]]:
 
 def ask(
     index: Index, question: str, k: int = 8, max_sentences: int = 5, per_doc: int = 2, mode: str = "hybrid",
-    filters: Filters | None = None, abstain_below: float = ABSTAIN_BELOW,
+    filters: Filters | None = None, abstain_below: float = ABSTAIN_BELOW, expand: bool = True,
 ) -> Answer:
     """Answer `question` from the index (within `filters`) with quoted, cited sentences, or abstain."""
     question = normalize_query(question)
-    hits = search(index, question, k=k, mode=mode, filters=filters)  # type: ignore[arg-type]
+    hits = search(index, question, k=k, mode=mode, filters=filters, expand=expand)  # type: ignore[arg-type]
     candidates = candidate_sentences(hits)
     if not candidates:
         return _abstain(question, hits, 0.0)

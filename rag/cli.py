@@ -1,4 +1,4 @@
-"""The `exorag` command: ingest, sync, remove, search, ask, cite, show, stats, check, demo, serve, fetch.
+"""The `exorag` command: ingest, sync, remove, search, ask, cite, table, show, stats, check, demo, serve, fetch.
 
 The only module that turns library errors (ExoragError) into short messages and exit codes: 0 success,
 1 a handled error (or an ingest that ingested nothing), 2 usage, 130 interrupted. Every command takes
@@ -111,10 +111,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _filters(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from .tags import parse_tags
     from .types import Filters
 
     return Filters(year_from=args.year_from, year_to=args.year_to, sources=tuple(args.source or ()),
-                   journals=tuple(args.journal or ()), pub_types=tuple(args.pub_type or ()))
+                   journals=tuple(args.journal or ()), pub_types=tuple(args.pub_type or ()),
+                   tags=parse_tags(args.tag or ()))
 
 
 def _add_filter_flags(p: argparse.ArgumentParser) -> None:
@@ -124,15 +126,30 @@ def _add_filter_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--source", action="append", metavar="NAME", help="e.g. pubmed, pdf, scifact")
     g.add_argument("--journal", action="append", metavar="NAME", help="journal as stored, case-insensitive")
     g.add_argument("--pub-type", action="append", metavar="TYPE", help="publication type, e.g. Review")
+    g.add_argument("--tag", action="append", metavar="KEY=VALUE",
+                   help="study tag, e.g. design=review, species=mouse, ev_source=plasma (keys: topic, design, species, "
+                        "ev_source, isolation, characterisation, cargo, cancer); one key repeated: any value")
+
+
+def _add_expand_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-expand", dest="expand", action="store_false",
+                   help="do not add EV synonyms and mined abbreviation long forms to the lexical search")
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     from .render import hit_dict, hit_text
     from .retrieve import search
 
-    hits = search(_open_checked(args), args.query, k=args.k, mode=args.mode, filters=_filters(args), fusion=args.fusion)
+    from . import store
+
+    index = _open_checked(args)
+    hits = search(index, args.query, k=args.k, mode=args.mode, filters=_filters(args), fusion=args.fusion,
+                  expand=args.expand)
     if args.json:
-        _print_json({"query": args.query, "results": [hit_dict(h) for h in hits]})
+        with index.lock:
+            tags = store.document_tags(index.conn, (h.document.id for h in hits))
+        _print_json({"query": args.query, "results": [{**hit_dict(h), "tags": tags.get(h.document.id, {})}
+                                                       for h in hits]})
     elif not hits:
         print("no results")
     else:
@@ -161,7 +178,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         else:
             print(generated_text(result), end="")
         return 0
-    answer = ask(_open_checked(args), args.question, k=args.k, filters=_filters(args))
+    answer = ask(_open_checked(args), args.question, k=args.k, filters=_filters(args), expand=args.expand)
     if args.format:
         from .export import export
 
@@ -197,11 +214,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     index = _open(args)
     doc = store.get_document(index.conn, args.doc_id)
     chunks = store.document_chunks(index.conn, args.doc_id)
+    tags = store.document_tags(index.conn, [doc.id]).get(doc.id, {})
     if args.json:
-        _print_json(document_dict(doc, chunks))
+        _print_json({**document_dict(doc, chunks), "tags": tags})
         return 0
     print(reference_line(doc))
     print(f"id: {doc.id}  source: {doc.source}  chunks: {len(chunks)}")
+    if tags:
+        print("tags: " + "; ".join(f"{key}={','.join(values)}" for key, values in tags.items()))
     if doc.publication_types:
         print("publication types: " + "; ".join(doc.publication_types))
     if doc.mesh:
@@ -297,7 +317,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     index = open_index(index_folder, args.model)
     if args.dataset == "beir":
         result = evaluate.evaluate_beir(index, folder, split=args.split, mode=args.mode, fusion=args.fusion,
-                                        progress=not args.quiet)
+                                        progress=not args.quiet, expand=args.expand)
     elif args.dataset == "pubmedqa":
         result = evaluate.evaluate_answers_pubmedqa(index, folder, progress=not args.quiet, limit=args.limit or 200)
     elif args.answers:
@@ -385,6 +405,27 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_table(args: argparse.Namespace) -> int:
+    from .table import evidence_table, to_csv, to_markdown
+
+    rows = evidence_table(_open_checked(args), args.question, k=args.k, filters=_filters(args), expand=args.expand)
+    if not rows:
+        print("The indexed literature does not appear to answer this question: no evidence table "
+              "(try other words, fewer filters or `exorag search`).", file=sys.stderr)
+        return 1
+    out = to_csv(rows) if args.format == "csv" else to_markdown(rows)
+    if args.out:
+        try:
+            Path(args.out).write_text(out, encoding="utf-8")
+        except OSError as exc:
+            print(f"error: cannot write {args.out}: {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote {len(rows)} rows to {args.out}")
+    else:
+        print(out, end="")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .app import serve
 
@@ -431,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fusion", choices=["rrf", "convex"], default="convex", help="how hybrid mode fuses (default convex: better on SciFact train)")
     p.add_argument("--json", action="store_true")
     _add_filter_flags(p)
+    _add_expand_flag(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("ask", parents=[common], help="an answer quoted from the literature, with citations")
@@ -440,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["bibtex", "ris", "csljson", "markdown"],
                    help="print the cited works in this format (markdown: the answer with its references)")
     _add_filter_flags(p)
+    _add_expand_flag(p)
     g = p.add_argument_group("generative mode (an OpenAI-compatible chat endpoint; off unless a URL is set)")
     g.add_argument("--llm-url", metavar="URL",
                    help="base URL, e.g. http://127.0.0.1:11434/v1 (default $EXORAG_LLM_URL)")
@@ -458,6 +501,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _add_filter_flags(p)
     p.set_defaults(func=cmd_cite)
+
+    p = sub.add_parser("table", parents=[common], help="an evidence table (one row per paper) for a question")
+    p.add_argument("question")
+    p.add_argument("-k", type=int, default=12, help="passages to draw evidence from (default 12)")
+    p.add_argument("--format", choices=["csv", "markdown"], default="markdown")
+    p.add_argument("--out", metavar="FILE", help="write the table to FILE instead of standard output")
+    _add_filter_flags(p)
+    _add_expand_flag(p)
+    p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("show", parents=[common], help="a document's metadata and chunks")
     p.add_argument("doc_id")
@@ -484,6 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fusion", choices=["rrf", "convex"], default="convex")
     p.add_argument("--limit", type=int, help="first N questions only (answer evaluations default to 200)")
     p.add_argument("--answers", action="store_true", help="BioASQ: evaluate answers (citations, ROUGE-L), not retrieval")
+    _add_expand_flag(p)
     p.add_argument("--json", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval)

@@ -90,25 +90,28 @@ def read_beir(folder: Path, split: str) -> tuple[Path, dict[str, str], dict[str,
 
 def run_queries(
     index: Index, queries: dict[str, str], mode: str, fusion: str, depth: int = 100, progress: bool = True,
-    filters: Filters | None = None,
+    filters: Filters | None = None, expand: bool = True,
 ) -> dict[str, list[str]]:
     """Document ids ranked per query (one best chunk per document)."""
     runs = {}
     for qid, text in tqdm(queries.items(), desc="queries", unit="q", disable=not progress):
-        hits = search(index, text, k=depth, mode=mode, per_doc=1, fusion=fusion, filters=filters)  # type: ignore[arg-type]
+        hits = search(index, text, k=depth, mode=mode, per_doc=1, fusion=fusion, filters=filters,  # type: ignore[arg-type]
+                      expand=expand)
         runs[qid] = [h.document.id for h in hits]
     return runs
 
 
 def evaluate_beir(
-    index: Index, folder: Path, split: str = "test", mode: str = "hybrid", fusion: str = "convex", progress: bool = True
+    index: Index, folder: Path, split: str = "test", mode: str = "hybrid", fusion: str = "convex", progress: bool = True,
+    expand: bool = True,
 ) -> dict[str, Any]:
     corpus, queries, qrels = read_beir(folder, split)
     report = ingest_paths(index, [corpus], progress=progress)
     if report.failed and not report.ingested:
         raise EvalDataError(f"{corpus}: nothing could be ingested ({report.failed[0]})")
-    runs = run_queries(index, {q: queries[q] for q in qrels}, mode, fusion, progress=progress)
-    return {"dataset": str(folder), "split": split, "mode": mode, "fusion": fusion, **metrics(runs, qrels)}
+    runs = run_queries(index, {q: queries[q] for q in qrels}, mode, fusion, progress=progress, expand=expand)
+    return {"dataset": str(folder), "split": split, "mode": mode, "fusion": fusion, "expand": expand,
+            **metrics(runs, qrels)}
 
 
 _PUBMED_ID = re.compile(r"(\d+)\s*$")

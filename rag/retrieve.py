@@ -4,8 +4,10 @@ The query is embedded with the index's model; the lexical side turns the query i
 one per word, so user text can never be read as FTS5 syntax (quotes, `*`, NEAR, AND, `-`, `:`) and biomedical
 tokens such as miR-21 or IL-6 match as phrases. Fusion is a convex combination of min-max-normalised scores
 (default) or reciprocal-rank fusion (k=60), with a cap on chunks per document so one paper cannot fill the top k. Filters
-(year range, source, journal, publication type) restrict both sides: an FAISS id selector on the dense side, a SQL
-join on the lexical side. Deliberately left out: rerankers (no cross-encoder weights are available offline).
+(year range, source, journal, publication type, study tags) restrict both sides: an FAISS id selector on the dense side, a SQL
+join on the lexical side. With `expand` (the default) the lexical side also searches the EV thesaurus's synonyms
+and the long forms of the query's abbreviations (rag/thesaurus.py), as a second OR of phrases whose bm25 is added
+at EXPANSION_WEIGHT. Deliberately left out: rerankers (no cross-encoder weights are available offline).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from . import store
+from . import store, thesaurus
 import numpy as np
 
 from .errors import EmptyQuery
@@ -25,6 +27,7 @@ Fusion = Literal["rrf", "convex"]
 RRF_K = 60
 CONVEX_ALPHA = 0.5  # weight of the dense side in convex fusion
 # Default fusion chosen on SciFact *train* (nDCG@10: convex 0.713, RRF 0.697); test figures in the README.
+EXPANSION_WEIGHT = 0.5  # bm25 of synonym phrases counts half as much as the query's own words
 MAX_QUERY_CHARS = 2000
 MAX_QUERY_TERMS = 48
 STOPWORDS = frozenset(
@@ -58,17 +61,45 @@ def fts_expression(query: str) -> str:
     return " OR ".join('"' + term.replace('"', '""') + '"' for term in query_terms(query))
 
 
+def phrases_expression(phrases: list[str]) -> str:
+    """An FTS5 MATCH expression that ORs quoted phrases (each already plain lower-case words)."""
+    return " OR ".join('"' + p.replace('"', '""') + '"' for p in phrases if p.strip())
+
+
+def expansions(index: Index, query: str) -> list[str]:
+    """Thesaurus synonyms and mined long forms to search besides the query's own words."""
+    curated = thesaurus.curated_expansions(query)
+
+    def lookup(keys: list[str]) -> dict[str, list[tuple[str, int]]]:
+        with index.lock:
+            return store.long_forms(index.conn, keys)
+
+    mined = thesaurus.abbreviation_expansions(query, lookup)
+    return list(dict.fromkeys(curated + mined))
+
+
 def dense_search(index: Index, query: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
     vector = index.embedder.encode([query])[0]
     return index.vectors.search(vector, k, allowed)
 
 
-def lexical_search(index: Index, query: str, k: int, filters: Filters | None = None) -> list[tuple[int, float]]:
+def lexical_search(
+    index: Index, query: str, k: int, filters: Filters | None = None, expand: bool = True
+) -> list[tuple[int, float]]:
+    """(chunk id, bm25) of the query's words, plus EXPANSION_WEIGHT times the bm25 of its expansions."""
     expression = fts_expression(query)
-    if not expression:
+    extra = phrases_expression(expansions(index, query)) if expand else ""
+    if not expression and not extra:
         return []
     with index.lock:
-        return store.lexical_search(index.conn, expression, k, filters)
+        own = store.lexical_search(index.conn, expression, k, filters) if expression else []
+        more = store.lexical_search(index.conn, extra, k, filters) if extra else []
+    if not more:
+        return own
+    scores = dict(own)
+    for chunk_id, score in more:
+        scores[chunk_id] = scores.get(chunk_id, 0.0) + EXPANSION_WEIGHT * score
+    return sorted(scores.items(), key=lambda kv: -kv[1])[:k]
 
 
 def rrf(rankings: list[list[tuple[int, float]]], k: int = RRF_K) -> dict[int, float]:
@@ -94,9 +125,12 @@ def convex(dense: list[tuple[int, float]], lexical: list[tuple[int, float]], alp
 
 def search(
     index: Index, query: str, k: int = 10, mode: Mode = "hybrid", per_doc: int = 2,
-    filters: Filters | None = None, fusion: Fusion = "convex",
+    filters: Filters | None = None, fusion: Fusion = "convex", expand: bool = True,
 ) -> list[Hit]:
-    """The top `k` chunks for `query` within `filters`, at most `per_doc` from any one document."""
+    """The top `k` chunks for `query` within `filters`, at most `per_doc` from any one document.
+
+    `expand`: also search EV synonyms and mined long forms on the lexical side (see rag/thesaurus.py).
+    """
     query = normalize_query(query)
     depth = max(50, k * 5)
     allowed = None
@@ -106,7 +140,7 @@ def search(
         if len(allowed) == 0:
             return []
     dense = dense_search(index, query, depth, allowed) if mode in ("hybrid", "dense") else []
-    lexical = lexical_search(index, query, depth, filters) if mode in ("hybrid", "lexical") else []
+    lexical = lexical_search(index, query, depth, filters, expand) if mode in ("hybrid", "lexical") else []
     if mode == "dense":
         scores = dict(dense)
     elif mode == "lexical":

@@ -3,7 +3,9 @@
 A document and its chunks are written in one transaction, so an interrupted run leaves either the old or the new
 version of a document, never half of one. Chunk ids come from AUTOINCREMENT and are never reused; they are also
 the ids of the vectors in the FAISS file, which lets `rag.index` find vectors that are missing or stale after a
-crash. The FTS5 table is kept in step with `chunks` by triggers. Deliberately left out: vectors (see vectors.py)
+crash. The FTS5 table is kept in step with `chunks` by triggers. Each document's study tags (rag/tags.py) and the
+abbreviations it defines (rag/thesaurus.py) are written in the same transaction; an index built before them, or
+under older rules, gets them computed on open (`migrate`). Deliberately left out: vectors (see vectors.py)
 and any ranking logic beyond FTS5's bm25 (see retrieve.py).
 """
 
@@ -15,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from . import tags, thesaurus
 from .errors import ExoragError, NotFound
 from .types import Chunk, Document, Filters, Section
 
@@ -49,7 +52,21 @@ END;
 CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
     DELETE FROM chunks_fts WHERE rowid = old.id;
 END;
+CREATE TABLE IF NOT EXISTS doc_tags (
+    doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    key TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (doc_id, key, value)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS doc_tags_kv ON doc_tags(key, value);
+CREATE TABLE IF NOT EXISTS abbreviations (
+    doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    short TEXT NOT NULL, long TEXT NOT NULL,
+    PRIMARY KEY (doc_id, short)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS abbreviations_short ON abbreviations(short);
+CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+DERIVED = {"tags_version": tags.RULES_VERSION, "abbreviations_version": thesaurus.MINER_VERSION}
 
 STORE_FILE = "store.sqlite"
 
@@ -69,9 +86,49 @@ def connect(folder: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.executescript(SCHEMA)
+        migrate(conn)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: not a usable exorag store ({exc})") from exc
     return conn
+
+
+def _meta(conn: sqlite3.Connection) -> dict[str, str]:
+    return {r[0]: r[1] for r in conn.execute("SELECT key, value FROM store_meta")}
+
+
+def _write_derived(conn: sqlite3.Connection, doc: Document, what: Iterable[str] = tuple(DERIVED)) -> None:
+    """Tags and mined abbreviations of one document (inside the caller's transaction)."""
+    if "tags_version" in what:
+        conn.execute("DELETE FROM doc_tags WHERE doc_id = ?", (doc.id,))
+        conn.executemany("INSERT OR IGNORE INTO doc_tags (doc_id, key, value) VALUES (?,?,?)",
+                         [(doc.id, k, v) for k, vs in tags.tag_document(doc).items() for v in vs])
+    if "abbreviations_version" in what:
+        conn.execute("DELETE FROM abbreviations WHERE doc_id = ?", (doc.id,))
+        conn.executemany("INSERT OR IGNORE INTO abbreviations (doc_id, short, long) VALUES (?,?,?)",
+                         [(doc.id, s, lf) for s, lf in thesaurus.mine_abbreviations(f"{doc.title}. {doc.text}")])
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Compute tags / abbreviations for documents stored before these rules (an older index, or changed rules).
+
+    Runs in one transaction; a second process opening the same index waits and then finds nothing to do.
+    Returns the names of what was recomputed.
+    """
+    if all(_meta(conn).get(k) == str(v) for k, v in DERIVED.items()):
+        return []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        stale = [k for k, v in DERIVED.items() if _meta(conn).get(k) != str(v)]
+        if stale:
+            for row in conn.execute("SELECT * FROM documents").fetchall():
+                _write_derived(conn, _row_to_document(row), stale)
+            conn.executemany("INSERT OR REPLACE INTO store_meta (key, value) VALUES (?,?)",
+                             [(k, str(DERIVED[k])) for k in stale])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return stale
 
 
 def _dumps(value: Iterable[str]) -> str:
@@ -110,6 +167,7 @@ def put_document(conn: sqlite3.Connection, doc: Document, chunks: list[Chunk]) -
             "INSERT INTO chunks (doc_id, ordinal, text, section, page, char_start, char_end) VALUES (?,?,?,?,?,?,?)",
             [(doc.id, c.ordinal, c.text, c.section, c.page, c.char_start, c.char_end) for c in chunks],
         )
+        _write_derived(conn, doc)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -228,6 +286,14 @@ def filter_clause(filters: Filters | None) -> tuple[str, list[Any]]:
         sql.append("EXISTS (SELECT 1 FROM json_each(d.publication_types) p WHERE lower(p.value) IN "
                    f"({','.join('?' * len(filters.pub_types))}))")
         params.extend(v.lower() for v in filters.pub_types)
+    by_key: dict[str, list[str]] = {}
+    for spec in filters.tags:  # one key: any listed value; several keys: all of them
+        key, _, value = spec.partition("=")
+        by_key.setdefault(key, []).append(value)
+    for key, values in by_key.items():
+        sql.append("EXISTS (SELECT 1 FROM doc_tags t WHERE t.doc_id = d.id AND t.key = ? AND t.value IN "
+                   f"({','.join('?' * len(values))}))")
+        params.extend([key, *values])
     return " AND " + " AND ".join(sql), params
 
 
@@ -250,6 +316,43 @@ def lexical_search(
         q = "SELECT rowid, bm25(chunks_fts, 0.5, 1.0) AS r FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY r LIMIT ?"
     rows = conn.execute(q, [match, *params, k])
     return [(int(row[0]), -float(row[1])) for row in rows]
+
+
+def document_tags(conn: sqlite3.Connection, doc_ids: Iterable[str]) -> dict[str, dict[str, list[str]]]:
+    """{doc id: {key: [values]}} in TAG_KEYS order; documents without tags are absent."""
+    ids = list(dict.fromkeys(doc_ids))
+    order = {k: i for i, k in enumerate(tags.TAG_KEYS)}
+    rank = {(k, v): i for k, vs in tags.TAG_VALUES.items() for i, v in enumerate(vs)}
+    rows: list[tuple[str, str, str]] = []
+    for i in range(0, len(ids), 500):
+        batch = ids[i : i + 500]
+        q = f"SELECT doc_id, key, value FROM doc_tags WHERE doc_id IN ({','.join('?' * len(batch))})"
+        rows.extend((r[0], r[1], r[2]) for r in conn.execute(q, batch))
+    out: dict[str, dict[str, list[str]]] = {}
+    for doc_id, key, value in sorted(rows, key=lambda r: (r[0], order.get(r[1], 99), rank.get((r[1], r[2]), 99))):
+        out.setdefault(doc_id, {}).setdefault(key, []).append(value)
+    return out
+
+
+def tag_values(conn: sqlite3.Connection) -> dict[str, list[tuple[str, int]]]:
+    """{key: [(value, documents)]} of the tags present in the index, most common first (for filter choices)."""
+    out: dict[str, list[tuple[str, int]]] = {k: [] for k in tags.TAG_KEYS}
+    rows = conn.execute("SELECT key, value, count(*) AS n FROM doc_tags GROUP BY key, value ORDER BY key, n DESC, value")
+    for r in rows:
+        out.setdefault(r[0], []).append((r[1], int(r[2])))
+    return out
+
+
+def long_forms(conn: sqlite3.Connection, shorts: list[str]) -> dict[str, list[tuple[str, int]]]:
+    """{short form key: [(long form, documents defining it)]} from the abbreviations mined at ingest."""
+    if not shorts:
+        return {}
+    q = (f"SELECT short, long, count(*) FROM abbreviations WHERE short IN ({','.join('?' * len(shorts))})"
+         " GROUP BY short, long")
+    out: dict[str, list[tuple[str, int]]] = {}
+    for r in conn.execute(q, shorts):
+        out.setdefault(r[0], []).append((r[1], int(r[2])))
+    return out
 
 
 def counts(conn: sqlite3.Connection) -> dict[str, Any]:

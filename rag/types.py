@@ -81,6 +81,8 @@ class Filters:
     """Metadata restrictions applied on every retrieval path; an unset field restricts nothing.
 
     Matching of source, journal and publication type is exact but case-insensitive; any listed value passes.
+    `tags` are normalised "key=value" strings (rag.tags.parse_tags): values of one key are alternatives, different
+    keys must all hold.
     """
 
     year_from: int | None = None
@@ -88,6 +90,7 @@ class Filters:
     sources: tuple[str, ...] = ()
     journals: tuple[str, ...] = ()
     pub_types: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:

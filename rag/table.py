@@ -1,0 +1,107 @@
+"""Evidence tables for review writing: one row per paper that answers a question, as CSV or Markdown.
+
+`evidence_table` asks the question the way rag/answer.py does (same retrieval, same sentence scoring, same
+abstention), but keeps one evidence sentence per paper and up to `k` papers, so every row's key finding is a
+Citation: the sentence quoted verbatim (`document.text[char_start:char_end]`) followed by its `[n]`. The other
+columns come from the paper's metadata and its study tags (rag/tags.py). An abstaining question gives no rows.
+Deliberately left out: effect sizes, sample sizes and risk-of-bias columns (no reliable extraction offline).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+from . import store
+from .answer import ask
+from .index import Index
+from .render import authors_short
+from .types import Citation, Filters
+
+COLUMNS: tuple[str, ...] = ("n", "citation", "year", "design", "species", "source", "methods", "cargo",
+                            "key_finding", "doc_id", "url")
+HEADERS: dict[str, str] = {"n": "n", "citation": "citation", "year": "year", "design": "design",
+                           "species": "species", "source": "EV source", "methods": "methods", "cargo": "cargo",
+                           "key_finding": "key finding", "doc_id": "doc id", "url": "url"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One paper of an evidence table; `key_finding` is the quoted sentence with its `[n]`."""
+
+    n: int
+    citation: str
+    year: int | None
+    design: str
+    species: str
+    source: str
+    methods: str
+    cargo: str
+    key_finding: str
+    doc_id: str
+    url: str
+    quote: Citation
+
+    def values(self) -> list[str]:
+        return [str(self.n), self.citation, "" if self.year is None else str(self.year), self.design, self.species,
+                self.source, self.methods, self.cargo, self.key_finding, self.doc_id, self.url]
+
+
+def _label(values: list[str]) -> str:
+    return "; ".join(v.replace("_", " ") for v in values)
+
+
+def short_citation(citation: Citation) -> str:
+    """'Author A, Author B, et al. (2021). Title. Journal' (PMID or DOI in the url column)."""
+    d = citation.document
+    who = authors_short(d.authors)
+    parts = [p for p in (who, f"({d.year})" if d.year else "") if p]
+    head = " ".join(parts)
+    title = (d.title or d.id).rstrip(".")
+    tail = ". ".join(p for p in (title, d.journal.rstrip(".")) if p)
+    return f"{head}. {tail}" if head else tail
+
+
+def evidence_table(index: Index, question: str, k: int = 12, filters: Filters | None = None,
+                   expand: bool = True) -> list[Row]:
+    """Rows for the papers whose sentences answer `question` (within `filters`); [] when the answer abstains."""
+    answer = ask(index, question, k=k, max_sentences=k, per_doc=1, filters=filters, expand=expand)
+    if answer.abstained:
+        return []
+    with index.lock:
+        tags = store.document_tags(index.conn, (c.document.id for c in answer.citations))
+    rows = []
+    for c in answer.citations:
+        t = tags.get(c.document.id, {})
+        rows.append(Row(
+            n=c.n, citation=short_citation(c), year=c.document.year, design=_label(t.get("design", [])),
+            species=_label(t.get("species", [])), source=_label(t.get("ev_source", [])),
+            methods=_label(t.get("isolation", []) + t.get("characterisation", [])), cargo=_label(t.get("cargo", [])),
+            key_finding=f"\"{c.quote}\" [{c.n}]", doc_id=c.document.id, url=c.document.url, quote=c,
+        ))
+    return rows
+
+
+def to_csv(rows: list[Row]) -> str:
+    """RFC 4180 CSV (csv module quoting), a header row first."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow([HEADERS[c] for c in COLUMNS])
+    for row in rows:
+        writer.writerow(row.values())
+    return buffer.getvalue()
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("\\", "\\\\").replace("|", "\\|")
+
+
+def to_markdown(rows: list[Row]) -> str:
+    """A GitHub-flavoured Markdown table; pipes and backslashes in cells are escaped, line breaks folded."""
+    shown = [c for c in COLUMNS if c != "doc_id"]
+    lines = ["| " + " | ".join(HEADERS[c] for c in shown) + " |", "|" + "---|" * len(shown)]
+    for row in rows:
+        cells = dict(zip(COLUMNS, row.values()))
+        lines.append("| " + " | ".join(_cell(cells[c]) for c in shown) + " |")
+    return "\n".join(lines) + "\n"
