@@ -6,7 +6,9 @@ tokens such as miR-21 or IL-6 match as phrases. Fusion is a convex combination o
 (default) or reciprocal-rank fusion (k=60), with a cap on chunks per document so one paper cannot fill the top k. Filters
 (year range, source, journal, publication type, study tags) restrict both sides: an FAISS id selector on the dense side, a SQL
 join on the lexical side. With `expand` (the default) the lexical side also searches the EV thesaurus's synonyms
-and the long forms of the query's abbreviations (rag/thesaurus.py), as a second OR of phrases whose bm25 is added
+and the long forms of the query's abbreviations (rag/thesaurus.py): one more FTS5 query per concept, matching
+its synonyms only in passages that lack the query's own word for it, whose bm25 (capped at the best bm25 the
+query's own word reaches, so a passage naming several synonyms cannot outscore one with the word itself) is added
 at EXPANSION_WEIGHT. Deliberately left out: rerankers (no cross-encoder weights are available offline).
 """
 
@@ -66,16 +68,23 @@ def phrases_expression(phrases: list[str]) -> str:
     return " OR ".join('"' + p.replace('"', '""') + '"' for p in phrases if p.strip())
 
 
-def expansions(index: Index, query: str) -> list[str]:
-    """Thesaurus synonyms and mined long forms to search besides the query's own words."""
+def expansions(index: Index, query: str) -> list[thesaurus.Expansion]:
+    """Thesaurus synonyms and mined long forms for the query's concepts."""
     curated = thesaurus.curated_expansions(query)
 
     def lookup(keys: list[str]) -> dict[str, list[tuple[str, int]]]:
         with index.lock:
             return store.long_forms(index.conn, keys)
 
-    mined = thesaurus.abbreviation_expansions(query, lookup)
-    return list(dict.fromkeys(curated + mined))
+    handled = {p for e in curated for p in e.present + e.synonyms}
+    return curated + thesaurus.abbreviation_expansions(query, lookup, skip=handled)
+
+
+def expansion_expression(expansion: thesaurus.Expansion) -> str:
+    """FTS5: any synonym, in passages without the query's own phrases for that concept."""
+    synonyms = phrases_expression(list(expansion.synonyms))
+    present = phrases_expression(list(expansion.present))
+    return f"({synonyms}) NOT ({present})" if present else synonyms
 
 
 def dense_search(index: Index, query: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
@@ -86,19 +95,27 @@ def dense_search(index: Index, query: str, k: int, allowed: np.ndarray | None = 
 def lexical_search(
     index: Index, query: str, k: int, filters: Filters | None = None, expand: bool = True
 ) -> list[tuple[int, float]]:
-    """(chunk id, bm25) of the query's words, plus EXPANSION_WEIGHT times the bm25 of its expansions."""
+    """(chunk id, bm25) of the query's words, plus EXPANSION_WEIGHT times the bm25 of synonyms standing in for them."""
     expression = fts_expression(query)
-    extra = phrases_expression(expansions(index, query)) if expand else ""
-    if not expression and not extra:
+    found = expansions(index, query) if expand else []
+    if not expression and not found:
         return []
     with index.lock:
         own = store.lexical_search(index.conn, expression, k, filters) if expression else []
-        more = store.lexical_search(index.conn, extra, k, filters) if extra else []
-    if not more:
+        more = []
+        for e in found:
+            ranking = store.lexical_search(index.conn, expansion_expression(e), k, filters)
+            # A passage naming several synonyms must not outscore one with the user's own word: cap the credit at
+            # the best score the query's own phrases reach in any passage.
+            best = store.lexical_search(index.conn, phrases_expression(list(e.present)), 1, filters) if e.present else []
+            cap = best[0][1] if best else None
+            more.append([(cid, score if cap is None else min(score, cap)) for cid, score in ranking])
+    if not any(more):
         return own
     scores = dict(own)
-    for chunk_id, score in more:
-        scores[chunk_id] = scores.get(chunk_id, 0.0) + EXPANSION_WEIGHT * score
+    for ranking in more:
+        for chunk_id, score in ranking:
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + EXPANSION_WEIGHT * score
     return sorted(scores.items(), key=lambda kv: -kv[1])[:k]
 
 

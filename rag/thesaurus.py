@@ -12,10 +12,10 @@ Corpus abbreviations are mined at ingest with the Schwartz-Hearst rule ("long fo
 letters appear in order in the preceding words, the first letter starting a word) and kept in the store; a query
 short form written with capitals (e.g. "TDE") is expanded to its most frequent long forms, never the other way.
 
-Expansions are returned as phrases for the lexical side only; retrieve.py searches them as extra OR'd phrases at a
-lower weight. Deliberately left out: expansion of the dense query (MiniLM already places synonyms close; adding
-words to the embedded question moved it away from the question's intent on the EV set) and any ontology beyond
-this curated list (MeSH, UMLS are not available offline).
+Expansions are returned per concept (Expansion: the phrases the query used, and their synonyms) for the lexical
+side only; retrieve.py credits a synonym, at a lower weight, only in passages that lack the query's own word.
+Deliberately left out: expansion of the dense query (MiniLM already embeds these synonyms close together) and any
+ontology beyond this curated list (MeSH and UMLS are not available offline).
 """
 
 from __future__ import annotations
@@ -103,8 +103,21 @@ def _phrase(seq: tuple[str, ...]) -> str:
     return " ".join(seq)
 
 
-def curated_expansions(query: str, thesaurus: Thesaurus | None = None) -> list[str]:
-    """Phrases (space-joined lower-case tokens) to search besides the query's own words."""
+@dataclass(frozen=True)
+class Expansion:
+    """Phrases to search for one concept of the query: `synonyms` stand in for the `present` phrases.
+
+    Retrieval credits a synonym only in passages that lack every `present` phrase, so a passage that already
+    matches the user's own word gains nothing more (synonyms substitute, they do not add up).
+    """
+
+    concept: str  # a thesaurus group id, or "abbr:<short form>"
+    present: tuple[str, ...]  # the concept's phrases found in the query (lower-case tokens joined by spaces)
+    synonyms: tuple[str, ...]
+
+
+def curated_expansions(query: str, thesaurus: Thesaurus | None = None) -> list[Expansion]:
+    """One Expansion per thesaurus group the query names (see the module docstring for ambiguous short forms)."""
     thesaurus = thesaurus or load()
     q = tokens(query)
     low = query.lower()
@@ -112,17 +125,18 @@ def curated_expansions(query: str, thesaurus: Thesaurus | None = None) -> list[s
     vesicle = groups.get(VESICLE_GROUP)
     context = bool(vesicle) and any(_contains(q, t) for t in vesicle.terms) \
         and not any(p.search(low) for p in vesicle.unless)
-    out: dict[str, None] = {}
+    out: list[Expansion] = []
     for group in thesaurus.groups:
         if any(p.search(low) for p in group.unless):
             continue
-        hit = any(_contains(q, t) for t in group.terms) or (context and any(_contains(q, t) for t in group.ambiguous))
-        if not hit:
+        usable = group.terms + (group.ambiguous if context else ())
+        present = [seq for seq in usable if _contains(q, seq)]
+        if not present:
             continue
-        for seq in group.terms + (group.ambiguous if context else ()):
-            if not _contains(q, seq):
-                out.setdefault(_phrase(seq), None)
-    return list(out)
+        synonyms = [seq for seq in usable if seq not in present]
+        if synonyms:
+            out.append(Expansion(group.id, tuple(_phrase(p) for p in present), tuple(_phrase(p) for p in synonyms)))
+    return out
 
 
 _SHORT = re.compile(r"\(([A-Za-z][A-Za-z0-9\-]{1,9})\)")
@@ -181,19 +195,26 @@ def mine_abbreviations(text: str) -> list[tuple[str, str]]:
     return list(found.items())
 
 
-def abbreviation_expansions(query: str, lookup: Callable[[list[str]], dict[str, list[tuple[str, int]]]]) -> list[str]:
-    """Long forms for the query's capitalised short forms, from `lookup(keys) -> {key: [(long form, docs)]}`."""
+def abbreviation_expansions(
+    query: str, lookup: Callable[[list[str]], dict[str, list[tuple[str, int]]]], skip: Iterable[str] = ()
+) -> list[Expansion]:
+    """Long forms for the query's capitalised short forms, from `lookup(keys) -> {key: [(long form, docs)]}`.
+
+    Short forms whose phrase is in `skip` (already handled by the curated thesaurus) are left alone.
+    """
     shorts = [w for w in re.findall(r"[A-Za-z][A-Za-z0-9]*", query) if _short_ok(w)]
     if not shorts:
         return []
-    keys = list(dict.fromkeys(normalise_short(s) for s in shorts))
-    found = lookup(keys)
+    skipped = set(skip)
+    keys = [k for k in dict.fromkeys(normalise_short(s) for s in shorts) if k not in skipped]
+    found = lookup(keys) if keys else {}
     q = tokens(query)
-    out: dict[str, None] = {}
+    out: list[Expansion] = []
     for key in keys:
         forms = [(lf, n) for lf, n in found.get(key, []) if n >= MIN_DOCS]
-        for long_form, _ in sorted(forms, key=lambda f: -f[1])[:MAX_LONG_FORMS]:
-            seq = tokens(long_form)
-            if seq and not _contains(q, seq):
-                out.setdefault(_phrase(seq), None)
-    return list(out)
+        longs = [tokens(lf) for lf, _ in sorted(forms, key=lambda f: (-f[1], f[0]))[:MAX_LONG_FORMS]]
+        longs = [seq for seq in longs if seq and not _contains(q, seq)]
+        if longs:
+            present = tuple(dict.fromkeys(w.lower() for w in shorts if normalise_short(w) == key))
+            out.append(Expansion(f"abbr:{key}", present, tuple(_phrase(seq) for seq in longs)))
+    return out
