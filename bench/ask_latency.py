@@ -1,6 +1,6 @@
 """Latency of `search` and `ask` on a built index, warm (model loaded once), as p50/p95 over real questions.
 
-Usage: python bench/ask_latency.py [--index DIR] [--repeat N]
+Usage: python bench/ask_latency.py [--index DIR] [--repeat N] [--no-expand]
 Prints one line per operation and the index's size. Questions are EV/immunotherapy questions a researcher would ask.
 """
 
@@ -39,6 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", default="index")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-expand", dest="expand", action="store_false", help="without EV query expansion")
     args = parser.parse_args()
     index = open_index(Path(args.index))
     started = time.perf_counter()
@@ -49,10 +50,10 @@ def main() -> None:
     for _ in range(args.repeat):
         for question in QUESTIONS:
             t = time.perf_counter()
-            search(index, question, k=10)
+            search(index, question, k=10, expand=args.expand)
             timings["search k=10"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            abstained += ask(index, question).abstained
+            abstained += ask(index, question, expand=args.expand).abstained
             timings["ask k=8"].append(time.perf_counter() - t)
     for name, samples in timings.items():
         print(f"{name:12s} {percentiles(samples)}")

@@ -288,7 +288,7 @@ def filter_clause(filters: Filters | None) -> tuple[str, list[Any]]:
         params.extend(v.lower() for v in filters.pub_types)
     by_key: dict[str, list[str]] = {}
     for spec in filters.tags:  # one key: any listed value; several keys: all of them
-        key, _, value = spec.partition("=")
+        key, value = tags.parse_tag(spec)  # TagError for an unknown key or value
         by_key.setdefault(key, []).append(value)
     for key, values in by_key.items():
         sql.append("EXISTS (SELECT 1 FROM doc_tags t WHERE t.doc_id = d.id AND t.key = ? AND t.value IN "

@@ -30,7 +30,6 @@ def _rx(pattern: str, flags: int = re.IGNORECASE) -> re.Pattern[str]:
     return re.compile(pattern, flags)
 
 
-_CS = 0  # case-sensitive (abbreviations)
 
 # --- topic --------------------------------------------------------------------------------------------------------
 _RNA_COMPLEX = _rx(

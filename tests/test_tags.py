@@ -108,3 +108,11 @@ def test_cli_tags_in_search_json_show_and_errors(built_index: Path, capsys: pyte
         assert main(command + ["--index", str(built_index), "--tag", "flavour=sweet"]) == 1
         err = capsys.readouterr().err
         assert "unknown key 'flavour'" in err and "valid keys: topic, design, species, ev_source" in err
+
+
+def test_library_filters_are_normalised_and_checked(index) -> None:  # type: ignore[no-untyped-def]
+    loose = search(index, "exosomes drug delivery", filters=Filters(tags=("Design = Review",)))
+    strict = search(index, "exosomes drug delivery", filters=Filters(tags=("design=review",)))
+    assert loose and [h.chunk.id for h in loose] == [h.chunk.id for h in strict]
+    with pytest.raises(TagError, match="unknown key 'foo'"):
+        search(index, "exosomes", filters=Filters(tags=("foo=bar",)))
