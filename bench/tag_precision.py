@@ -1,8 +1,11 @@
 """Precision of the study-tag rules (rag/tags.py) against hand labels of 60 exo_corpus records.
 
-Usage: python bench/tag_precision.py [--labels bench/data/tag_labels.json] [--show-errors]
+Usage: python bench/tag_precision.py [--labels FILE [FILE ...]] [--show-errors]
 Reads the labelled records from ../shared/data/exo_corpus/corpus.jsonl, tags them with the rules and prints, per
 tag key and overall, precision (predicted values that the labels confirm) and recall (labelled values predicted).
+Label files in bench/data: tag_labels.json (60 records, the development sample the rules were refined on),
+tag_labels_dev2.json (30, a second development sample), tag_labels_holdout.json (30, labelled after the rules were
+frozen and never used to change them). Several files are pooled.
 """
 
 from __future__ import annotations
@@ -57,13 +60,13 @@ def score(pairs) -> dict[str, dict[str, float]]:  # type: ignore[no-untyped-def]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--labels", type=Path, default=LABELS)
+    parser.add_argument("--labels", type=Path, nargs="+", default=[LABELS])
     parser.add_argument("--show-errors", action="store_true")
     args = parser.parse_args()
-    pairs = labelled_documents(args.labels)
+    pairs = [pair for path in args.labels for pair in labelled_documents(path)]
     table = score(pairs)
     errors = table.pop("_errors")
-    print(f"{len(pairs)} hand-labelled documents ({args.labels.name})")
+    print(f"{len(pairs)} hand-labelled documents ({', '.join(p.name for p in args.labels)})")
     print(f"{'key':18s} {'precision':>9s} {'recall':>7s} {'predicted':>9s} {'labelled':>8s}")
     for key, row in table.items():
         print(f"{key:18s} {row['precision']:9.3f} {row['recall']:7.3f} {row['predicted']:9d} {row['labelled']:8d}")

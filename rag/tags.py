@@ -50,7 +50,8 @@ _REVIEW = _rx(
     r"\bin this (?:review|perspective|overview)\b|\b(?:review|overview) (?:the|of the) (?:current|recent|latest)|"
     r"\brecent (?:advances|progress|developments) (?:in|of|on)\b.{0,40}\b(?:are|is) (?:reviewed|summari[sz]ed|discussed)"
 )
-_REVIEW_TITLE = _rx(r"\breview\b|\boverview\b|\bperspectives?\b|: (?:current|recent) (?:status|advances|progress)|"
+_REVIEW_TITLE = _rx(r"\breview\b|\boverview\b|\bperspectives?\b|\brecommendation statement|\bguidelines?\b|"
+                    r"\bconsensus statement|\bposition (?:paper|statement)|: (?:current|recent) (?:status|advances|progress)|"
                     r"\bstate of the art\b|\bopportunities and challenges\b|\bchallenges and (?:opportunities|perspectives)\b")
 _META = _rx(r"\bmeta-?analys[ie]s\b|\bmeta-?analytic")
 _TRIAL = _rx(
@@ -69,7 +70,7 @@ _COHORT = _rx(
     r"\b(?:patient|prospective|retrospective|validation|discovery|independent|clinical|population|birth) cohorts?\b|"
     r"\bcase-control\b|\bcross-sectional\b|\bpatients and methods\b|\bclinical samples\b|"
     r"\b(?:retrospective|prospective|population-based|observational|longitudinal) (?:\w+ ){0,2}(?:study|analysis|review)\b|"
-    r"\bpatient(?:-derived)? (?:samples|specimens|tissues|sera)\b|"
+    r"\b(?:patient-derived|(?:from|of|in) (?:\w+ )?patient) (?:samples|specimens|tissues|sera)\b|"
     r"\b(?:serum|plasma|urine|saliva|blood|tissue|supernatants?|specimens) (?:samples? )?(?:from|of) (?:\w+ ){0,3}(?:patients|individuals|donors|subjects)"
 )
 _ANIMAL = _rx(
@@ -84,7 +85,8 @@ _IN_VITRO = _rx(r"\bin vitro\b|\bcell lines?\b|\bcultured\b|\bcell cultures?\b|\
 
 # --- species ------------------------------------------------------------------------------------------------------
 _SPECIES: list[tuple[str, re.Pattern[str]]] = [
-    ("human", _rx(r"\b(?:patients?|humans?|women|men|children|participants|volunteers|healthy (?:donors|controls|subjects)|"
+    ("human", _rx(r"\b(?:patients?|humans?(?! immunodeficiency| papilloma| herpes| T-(?:cell )?lymphotropic)|women|men|"
+                  r"children|participants|volunteers|healthy (?:donors|controls|subjects)|"
                   r"donors|individuals|infants|adults|pregnan\w*|cancer survivors)\b")),
     ("mouse", _rx(r"\b(?:mice|mouse|murine)\b(?!\s+(?:anti-|monoclonal|IgG|polyclonal|antibod))")),
     ("rat", _rx(r"\b(?:rats?|Sprague[- ]Dawley|Wistar)\b(?!\s+(?:anti-|monoclonal|IgG|polyclonal|antibod))")),
@@ -216,6 +218,19 @@ def _matches(rules: Iterable[tuple[str, re.Pattern[str]]], text: str) -> list[st
     return [value for value, pattern in rules if pattern.search(text)]
 
 
+_IN_PASSING = re.compile(r"(?i:such as|commonly|conventional|traditional|currently (?:used|employed)|e\.g\.|than|"
+                         r"alternatives? to|instead of|like)\W+(?:[\w-]+\W+){0,5}$")
+
+
+def _used(rules: Iterable[tuple[str, re.Pattern[str]]], text: str) -> list[str]:
+    """Methods named at least once other than in passing ('such as western blotting', 'commonly measured by NTA')."""
+    out = []
+    for value, pattern in rules:
+        if any(not _IN_PASSING.search(text[max(0, m.start() - 60) : m.start()]) for m in pattern.finditer(text)):
+            out.append(value)
+    return out
+
+
 def topics(title: str, body: str) -> list[str]:
     """`extracellular_vesicle` and/or `rna_exosome_complex` from how the paper speaks of exosomes and vesicles."""
     text = f"{title}\n{body}"
@@ -269,8 +284,8 @@ def tag_document(doc: Document) -> dict[str, list[str]]:
     tags["species"] = species
     if "extracellular_vesicle" in topic:
         tags["ev_source"] = _matches(_EV_SOURCE, text)
-        tags["isolation"] = _matches(_ISOLATION, text)
-        tags["characterisation"] = _matches(_CHARACTERISATION, text)
+        tags["isolation"] = _used(_ISOLATION, text)
+        tags["characterisation"] = _used(_CHARACTERISATION, text)
         tags["cargo"] = _matches(_CARGO, text)
     tags["cancer"] = _matches(_CANCER, text)
     return {key: values for key, values in tags.items() if values}

@@ -23,19 +23,26 @@ def _bench():  # type: ignore[no-untyped-def]
     return module
 
 
-def test_precision_on_the_hand_labelled_sample() -> None:
-    need(CORPUS)
+LABELS = REPO / "bench" / "data"
+
+
+def _table(*names: str) -> dict:  # type: ignore[type-arg]
     bench = _bench()
-    pairs = bench.labelled_documents()
-    assert len(pairs) == 60
-    table = bench.score(pairs)
+    table = bench.score([pair for name in names for pair in bench.labelled_documents(LABELS / name)])
     table.pop("_errors")
-    assert table["overall"]["precision"] >= 0.9, table["overall"]
-    for key in TAG_KEYS:
-        row = table[key]
-        if row["predicted"]:
-            assert row["precision"] >= 0.9, (key, row)
-    assert table["overall"]["recall"] >= 0.7  # precision first, but the rules must still find most tags
+    return table
+
+
+def test_precision_on_the_hand_labelled_samples() -> None:
+    need(CORPUS)
+    pooled = _table("tag_labels.json", "tag_labels_dev2.json", "tag_labels_holdout.json")
+    assert pooled["overall"]["predicted"] > 300
+    for key in (*TAG_KEYS, "overall"):  # 120 records: every key at least 0.9
+        if pooled[key]["predicted"]:
+            assert pooled[key]["precision"] >= 0.9, (key, pooled[key])
+    assert pooled["overall"]["recall"] >= 0.75  # precision first, but the rules must still find most tags
+    held_out = _table("tag_labels_holdout.json")  # labelled after the rules were frozen
+    assert held_out["overall"]["precision"] >= 0.9, held_out["overall"]
 
 
 def test_rna_exosome_complex_papers_are_not_vesicle_papers() -> None:
