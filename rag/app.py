@@ -58,6 +58,23 @@ document.addEventListener('click', function (event) {
 }, true);
 </script>"""
 
+# After an answer: its start at the top of the chat, and its sources (the open fold) at the top of the panel.
+SHOW_NEWEST_JS = """() => {
+  function toTop(el) {
+    var box = el.parentElement;
+    while (box && !(box.scrollHeight > box.clientHeight + 1 && /auto|scroll/.test(getComputedStyle(box).overflowY))) {
+      box = box.parentElement;
+    }
+    if (box && box !== document.documentElement && box !== document.body) {
+      box.scrollTop += el.getBoundingClientRect().top - box.getBoundingClientRect().top - 8;
+    }
+  }
+  var rows = document.querySelectorAll('#exorag-chat .message-row.bot-row');
+  if (rows.length) { toTop(rows[rows.length - 1]); }
+  var fold = document.querySelector('#exorag-sources details[open]');
+  if (fold) { toTop(fold); }
+}"""
+
 CSS = """
 .exorag-source { padding: 0.2em 0.5em; border-radius: 6px; }
 .exorag-source blockquote { margin: 0.3em 0 0.8em 0; padding-left: 0.8em; border-left: 3px solid #ccc; }
@@ -75,7 +92,7 @@ CSS = """
 .exorag-num { text-align: right !important; white-space: nowrap; }
 .exorag-barcell { width: 45%; }
 .exorag-bar { height: 0.8em; background: #60a5fa; border-radius: 2px; min-width: 1px; }
-.exorag-corpus { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 1.5em; }
+.exorag-corpus { display: grid; align-items: start; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 1.5em; }
 .exorag-upload .exorag-failed td { color: #b91c1c; }
 """
 
@@ -212,7 +229,8 @@ def build_app(index: Index, settings: h.AppSettings | None = None) -> gr.Blocks:
 
         filter_inputs = [k, year_from, year_to, *choice_boxes]
         question.submit(chat, [question, chatbot, turns, *filter_inputs],
-                        [chatbot, sources, turns, question, bib, ris, md_file, md_text], api_visibility="private")
+                        [chatbot, sources, turns, question, bib, ris, md_file, md_text],
+                        api_visibility="private").then(None, None, None, js=SHOW_NEWEST_JS, api_visibility="private")
         clear.click(lambda: ([], SOURCES_PLACEHOLDER, [], "", _download(), _download(), _download(), ""), None,
                     [chatbot, sources, turns, question, bib, ris, md_file, md_text], api_visibility="private",
                     queue=False)
