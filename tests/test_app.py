@@ -409,3 +409,43 @@ def test_page_loads_nothing_from_other_hosts(served: tuple[Index, object, str, o
     # The frontend adds Google Fonts links only for its Hugging Face Spaces badge, i.e. when space_id is set.
     assert re.search(r'"space_id":\s*null', page)
     assert re.search(r'"analytics_enabled":\s*false', page)
+
+
+def test_serve_command(built_index: Path, tmp_path: Path) -> None:
+    """`exorag serve` binds 127.0.0.1 by default and answers; a bad upload limit is a clear error (exit 2)."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "EXORAG_MAX_UPLOAD_MB": "ten"}
+    bad = subprocess.run([sys.executable, "-m", "rag.cli", "serve", "--index", str(built_index)], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "upload limit must be a positive number of MB, not 'ten'" in bad.stderr
+    folder = tmp_path / "index"
+    shutil.copytree(built_index, folder)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--index", str(folder), "--port", str(port),
+                             "--max-upload-mb", "5"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError("exorag serve did not come up within 90 s")
+        assert b"Add papers" in page and b"up to 5 MB each" in page
+        result = gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False).predict(EV_QUESTION, 8,
+                                                                                          api_name="/ask")
+        assert result["citations"]
+        other = _other_address()
+        if other:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.settimeout(1.0)
+                assert s.connect_ex((other, port)) != 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
