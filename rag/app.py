@@ -24,13 +24,14 @@ import os
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: no telemetry, no version check
 
+from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
 
 from . import app_handlers as h
-from .app_html import SOURCES_PLACEHOLDER, answer_sources, corpus_html, draft_html, reply_markdown, sources_panel, \
-    upload_html
+from .app_html import SOURCES_PLACEHOLDER, answer_sources, corpus_html, draft_html, esc, reply_markdown, \
+    sources_panel, upload_html
 from .index import Index
 from .render import answer_dict
 
@@ -92,7 +93,8 @@ CSS = """
 .exorag-num { text-align: right !important; white-space: nowrap; }
 .exorag-barcell { width: 45%; }
 .exorag-bar { height: 0.8em; background: #60a5fa; border-radius: 2px; min-width: 1px; }
-.exorag-corpus { display: grid; align-items: start; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 1.5em; }
+.exorag-corpus { display: grid; align-items: start; gap: 1.5em;
+  grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); }
 .exorag-upload .exorag-failed td { color: #b91c1c; }
 """
 
@@ -121,7 +123,7 @@ def build_app(index: Index, settings: h.AppSettings | None = None) -> gr.Blocks:
         return {"question": question, "error": result} if isinstance(result, str) else answer_dict(result)
 
     def chat(question: str, history: list[dict[str, Any]] | None, turns: list[dict[str, Any]] | None, k: float,
-             year_from: str | None, year_to: str | None, *choices: list[str] | None):  # type: ignore[no-untyped-def]
+             year_from: str | None, year_to: str | None, *choices: list[str] | None) -> Iterator[tuple[Any, ...]]:
         history = list(history or []) + [{"role": "user", "content": question or ""},
                                          {"role": "assistant", "content": h.SEARCHING}]
         turns = list(turns or [])
@@ -150,9 +152,9 @@ def build_app(index: Index, settings: h.AppSettings | None = None) -> gr.Blocks:
             result = h.check_draft(index, text, k, h.make_filters(year_from, year_to, *choices))
         except h.FilterError as exc:
             result = f"Please fix the filters: {exc}"
-        return f"<p>{result}</p>" if isinstance(result, str) else draft_html(result)
+        return f"<p>{esc(result)}</p>" if isinstance(result, str) else draft_html(result)
 
-    def upload(files: list[str] | None, progress: gr.Progress = gr.Progress()):  # type: ignore[no-untyped-def]  # noqa: B008
+    def upload(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> Iterator[str]:  # noqa: B008
         if not files:
             yield upload_html([], "Choose one or more files first.")
             return

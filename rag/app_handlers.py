@@ -14,6 +14,7 @@ import filecmp
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,8 +130,22 @@ def run_question(index: Index, question: str, k: float | int | None = DEFAULT_K,
         return f"Sorry, that question could not be answered: {exc}"
 
 
+EXPORTS_KEPT_S = 3600.0  # exports older than this are deleted when new ones are written (Gradio keeps its copy)
+
+
 def write_exports(answer: Answer, folder: Path) -> dict[str, Path]:
-    """BibTeX, RIS and Markdown of one answer, in a fresh subfolder of `folder`: {"bibtex": path, ...}."""
+    """BibTeX, RIS and Markdown of one answer, in a fresh subfolder of `folder`: {"bibtex": path, ...}.
+
+    Subfolders older than EXPORTS_KEPT_S are removed first, so the folder does not grow all day.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in folder.glob("answer-*"):
+        try:
+            if now - old.stat().st_mtime > EXPORTS_KEPT_S:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass  # removed by a concurrent request
     target = Path(tempfile.mkdtemp(prefix="answer-", dir=folder))
     out = {}
     for fmt, name in (("bibtex", "references.bib"), ("ris", "references.ris"), ("markdown", "answer.md")):

@@ -188,7 +188,8 @@ def corpus_html(counts: dict[str, Any], years: list[tuple[int | None, int]], sou
     head = (f"<p><strong>{counts['documents']:,} documents</strong>, {counts['chunks']:,} passages "
             f"in <code>{esc(str(folder))}</code>.</p>")
     if not counts["documents"]:
-        return head + "<p>The index is empty: add papers in the <em>Add papers</em> tab or with <code>exorag ingest</code>.</p>"
+        return head + ("<p>The index is empty: add papers in the <em>Add papers</em> tab or with "
+                       "<code>exorag ingest</code>.</p>")
     by_year = _bars([(str(y) if y is not None else "no year", n) for y, n in years], "Documents by year")
     by_source = _bars([(s or "(none)", n) for s, n in sources], "Documents by source")
     rows = "".join(f"<tr><td>{esc(r['added_at'] or '')}</td><td>{esc(r['title'] or r['id'])}</td>"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
 import socket
@@ -200,6 +201,10 @@ def test_exports_are_written_per_answer(index: Index, tmp_path: Path) -> None:
     assert md.startswith(f"**Q:** {answer.question}") and "**References**" in md
     again = app_handlers.write_exports(answer, tmp_path)
     assert again["bibtex"].parent != files["bibtex"].parent and again["bibtex"].parent.parent == tmp_path
+    hour_ago = time.time() - app_handlers.EXPORTS_KEPT_S - 60
+    os.utime(files["bibtex"].parent, (hour_ago, hour_ago))
+    app_handlers.write_exports(answer, tmp_path)
+    assert not files["bibtex"].parent.exists() and again["bibtex"].exists()
 
 
 def test_empty_index_explains_how_to_add_literature(tmp_path: Path) -> None:
@@ -413,7 +418,6 @@ def test_page_loads_nothing_from_other_hosts(served: tuple[Index, object, str, o
 
 def test_serve_command(built_index: Path, tmp_path: Path) -> None:
     """`exorag serve` binds 127.0.0.1 by default and answers; a bad upload limit is a clear error (exit 2)."""
-    import os
     import subprocess
     import sys
 
