@@ -153,7 +153,7 @@ def test_upload_pdf_then_find_it(server: tuple[Index, str], page, tmp_path: Path
     pg.screenshot(path=str(SHOTS / "exorag-pdf-answer.png"))
 
 
-def test_filters_and_draft_tab(page) -> None:  # type: ignore[no-untyped-def]
+def test_draft_tab_and_filters(page) -> None:  # type: ignore[no-untyped-def]
     pg = page
     expect = sync_api.expect
     pg.get_by_role("tab", name="Chat").click()
@@ -176,3 +176,13 @@ def test_filters_and_draft_tab(page) -> None:  # type: ignore[no-untyped-def]
     out.locator("a[href='#exorag-draft-1']").first.click()
     expect(pg.locator("#exorag-draft-1")).to_have_class("exorag-source exorag-active")
     pg.screenshot(path=str(SHOTS / "exorag-draft.png"))
+
+    pg.get_by_role("tab", name="Chat").click()
+    pg.click("#exorag-filter-sources input")
+    pg.get_by_role("option", name="pdf", exact=True).click()
+    pg.keyboard.press("Escape")
+    bot = ask_in_page(pg, "Which complications does DVT prophylaxis cause in trauma patients?")
+    expect(bot).to_contain_text("Filters: source: pdf")
+    expect(bot).to_contain_text("deep venous thrombosis prophylaxis in trauma")
+    assert "ev_literature" not in pg.locator("#exorag-sources details[open]").inner_text()
+    pg.screenshot(path=str(SHOTS / "exorag-filtered.png"))
