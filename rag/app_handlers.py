@@ -223,6 +223,25 @@ def _describe(report: Any, name: str) -> tuple[bool, str]:
     return True, message
 
 
+def _save_and_ingest(index: Index, path: Path, folder: Path) -> tuple[bool, str]:
+    """Copy one checked upload into `folder` and ingest it (no embedding yet): (ok, message)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        target = free_target(folder, safe_name(path.name), path)
+        existed = target.exists()
+        if not existed:
+            shutil.copyfile(path, target)
+    except OSError as exc:
+        return False, f"could not be saved into {folder}: {exc.strerror or exc}"
+    try:
+        ok, message = _describe(ingest_paths(index, [target], progress=False, embed=False), path.name)
+    except ExoragError as exc:
+        ok, message = False, f"not added: {exc}"
+    if not ok and not existed:
+        target.unlink(missing_ok=True)  # uploads/ holds only files whose documents are in the index
+    return ok, message
+
+
 def ingest_uploads(index: Index, paths: list[str | Path], settings: AppSettings,
                    on_file: Callable[[int, int, str], None] | None = None) -> Iterator[list[tuple[str, bool, str]]]:
     """Check, save and ingest each uploaded file; yield the growing list of (name, ok, message) after each one.
@@ -249,15 +268,7 @@ def ingest_uploads(index: Index, paths: list[str | Path], settings: AppSettings,
         elif path.stat().st_size == 0:
             rows.append((name, False, "refused: the file is empty"))
         else:
-            settings.uploads.mkdir(parents=True, exist_ok=True)
-            target = free_target(settings.uploads, safe_name(name), path)
-            existed = target.exists()
-            if not existed:
-                shutil.copyfile(path, target)
-            report = ingest_paths(index, [target], progress=False, embed=False)
-            ok, message = _describe(report, name)
-            if not ok and not existed:
-                target.unlink(missing_ok=True)  # uploads/ holds only files whose documents are in the index
+            ok, message = _save_and_ingest(index, path, settings.uploads)
             saved_any = saved_any or ok
             rows.append((name, ok, message))
         yield list(rows)

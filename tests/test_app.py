@@ -453,3 +453,12 @@ def test_serve_command(built_index: Path, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_upload_into_an_unwritable_folder_is_named(writable_index: Index, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the uploads folder should be", encoding="utf-8")
+    settings = app_handlers.AppSettings(uploads=blocker / "uploads", downloads=tmp_path)
+    rows = list(app_handlers.ingest_uploads(writable_index, [received("d", "n.txt", b"Exosomes carry CD9.\n")],
+                                            settings))[-1]
+    assert rows == [("n.txt", False, f"could not be saved into {blocker / 'uploads'}: Not a directory")]
