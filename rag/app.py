@@ -67,13 +67,19 @@ SHOW_NEWEST_JS = """() => {
       box = box.parentElement;
     }
     if (box && box !== document.documentElement && box !== document.body) {
-      box.scrollTop += el.getBoundingClientRect().top - box.getBoundingClientRect().top - 8;
+      /* 36 px: below the chat's "Chat" label */
+      box.scrollTop += el.getBoundingClientRect().top - box.getBoundingClientRect().top - 36;
     }
   }
-  var rows = document.querySelectorAll('#exorag-chat .message-row.bot-row');
-  if (rows.length) { toTop(rows[rows.length - 1]); }
-  var fold = document.querySelector('#exorag-sources details[open]');
-  if (fold) { toTop(fold); }
+  function show() {
+    var rows = document.querySelectorAll('#exorag-chat .message-row.bot-row');
+    if (rows.length) { toTop(rows[rows.length - 1]); }
+    var fold = document.querySelector('#exorag-sources details[open]');
+    if (fold) { toTop(fold); }
+  }
+  /* after the chat's own scroll to the bottom, which follows the render */
+  setTimeout(show, 100);
+  setTimeout(show, 400);
 }"""
 
 CSS = """

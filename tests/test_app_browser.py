@@ -38,6 +38,13 @@ NEW_PDF_TITLE = "Patient Experiences of Structured Heart Failure Programmes"
 PDF_QUESTION = "What did patients say about structured heart failure rehabilitation programmes?"
 SHOTS = Path(os.environ.get("EXORAG_SCREENSHOTS") or tempfile.gettempdir())
 ANSWER_WAIT_MS = 90_000
+NEWEST_ANSWER_STARTS_IN_VIEW = """() => {
+  const rows = document.querySelectorAll('#exorag-chat .message-row.bot-row');
+  if (!rows.length) { return false; }
+  const top = rows[rows.length - 1].getBoundingClientRect().top;
+  const box = document.querySelector('#exorag-chat').getBoundingClientRect();
+  return top >= box.top - 1 && top < box.top + 0.5 * box.height;
+}"""
 
 
 def free_port() -> int:
@@ -97,6 +104,7 @@ def test_question_answer_and_citation_highlight(server: tuple[Index, str], page)
     expect(bot).to_contain_text("References", timeout=ANSWER_WAIT_MS)
     markers = bot.locator('a[href^="#exorag-cite-1-"]')
     assert markers.count() >= 2
+    pg.wait_for_function(NEWEST_ANSWER_STARTS_IN_VIEW, timeout=10_000)  # the start of the answer, not its end
     pg.screenshot(path=str(SHOTS / "exorag-answer.png"))
 
     marker = markers.nth(1)
@@ -148,7 +156,7 @@ def test_upload_pdf_then_find_it(server: tuple[Index, str], page, tmp_path: Path
     pg.get_by_role("tab", name="Chat").click()
     bot = ask_in_page(pg, PDF_QUESTION)
     expect(bot).to_contain_text(NEW_PDF_TITLE)
-    expect(bot).to_be_in_viewport()  # the chat shows the new answer, not the end of the old one
+    pg.wait_for_function(NEWEST_ANSWER_STARTS_IN_VIEW, timeout=10_000)
     expect(pg.locator("#exorag-sources details[open]")).to_contain_text(NEW_PDF_TITLE)
     pg.screenshot(path=str(SHOTS / "exorag-pdf-answer.png"))
 
