@@ -1,16 +1,21 @@
-"""The browser chat (`exorag serve`): a Gradio page over the same engine as `exorag ask`, plus a JSON API.
+"""The browser chat (`exorag serve`): the Gradio page over the same engine as `exorag ask`, plus a JSON API.
 
-`build_app(index)` makes the page: a chat whose replies are `rag.answer.ask` rendered as Markdown (each `[n]`
-links to the cited paper, then the numbered references), a sources panel showing, for the last answer, every
-citation's reference, location and links with the quoted sentence highlighted inside its passage (or, when the
-answer abstains, the closest passages, not cited), and a slider for k. The named endpoint `/ask` takes
-(question, k) and returns `render.answer_dict` (or `{"error": ...}`), e.g.
-`gradio_client.Client(url).predict("Which markers ...?", 8, api_name="/ask")`. An empty index, an empty question
-and any ExoragError become short messages, never tracebacks. Questions run one at a time under `index.lock`
-(one shared SQLite connection and one tokenizer). `serve` binds to the given host (default 127.0.0.1), never
-opens a share link, sends no analytics and uses system fonts only, so the page loads nothing from other hosts.
-Deliberately left out: authentication, multi-turn context (each question is answered on its own), streaming,
-and editing the index from the browser (ingest stays on the command line).
+`build_app(index, settings)` lays out the page: a filter panel (year range, source, publication type, number of
+passages) beside four tabs, *Chat* (history; each reply says "searching" at once, then quotes with `[n]` markers
+that bring up the cited sentence highlighted within its passage in the sources panel; the last answer's
+references as BibTeX / RIS / Markdown downloads and as Markdown to copy), *Check my draft* (`exorag cite`),
+*Add papers* (upload PDF, JSONL, TXT, MD, RIS, BibTeX into the index with a per-file result) and *Corpus* (counts by
+year and source, recent additions). The named endpoint `/ask` takes (question, k, year_from, year_to, sources,
+pub_types) and returns `render.answer_dict` (or `{"error": ...}`), e.g.
+`gradio_client.Client(url).predict("Which markers ...?", 8, api_name="/ask")`.
+
+Safety: `serve` binds to 127.0.0.1 unless told otherwise, never opens a share link, sends no analytics and uses
+system fonts and inline script only, so the page loads nothing from other hosts. Gradio serves only its own
+upload cache (files sent by the browser, exports written by the app) and static files: `allowed_paths` is
+empty, so neither the index nor any other file can be read through it. Uploads are limited in type and size.
+Several requests are served at once (CONCURRENCY); the engine answers one question at a time under `index.lock`.
+Deliberately left out: authentication, multi-turn context (each question is answered on its own) and token
+streaming (the answer is extractive: it appears whole, after the "searching" status).
 """
 
 from __future__ import annotations
@@ -19,132 +24,85 @@ import os
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: no telemetry, no version check
 
-import html
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
 
-from . import store
-from .answer import ask
-from .errors import EmptyQuery, ExoragError
+from . import app_handlers as h
+from .app_html import SOURCES_PLACEHOLDER, answer_sources, corpus_html, draft_html, esc, reply_markdown, \
+    sources_panel, upload_html
 from .index import Index
-from .render import answer_dict, answer_markdown, authors_short, where
-from .types import Answer, Citation, Hit
+from .render import answer_dict
 
-DEFAULT_K = 8
-MAX_K = 30
 CONCURRENCY = 4  # requests handled at once; the engine itself runs one question at a time under index.lock
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial",
                 "sans-serif"]
 MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace"]
-EXAMPLE = "Which markers are used to characterise exosomes?"
+EXAMPLE = h.EXAMPLE
+DEFAULT_K, MAX_K = h.DEFAULT_K, h.MAX_K
 
-EMPTY_QUESTION = f"Please type a question about exosomes or extracellular vesicles, for example: *{EXAMPLE}*"
-SOURCES_PLACEHOLDER = "<p><em>The sources of the last answer appear here.</em></p>"
+# Clicking an in-page `[n]` link (#exorag-...) unfolds, scrolls to and highlights its source card.
+JUMP_JS = """<script>
+document.addEventListener('click', function (event) {
+  var link = event.target.closest && event.target.closest('a[href^="#exorag-"]');
+  if (!link) { return; }
+  event.preventDefault();
+  event.stopPropagation();
+  var card = document.getElementById(link.getAttribute('href').slice(1));
+  if (!card) { return; }
+  var fold = card.closest('details');
+  if (fold) { fold.open = true; }
+  document.querySelectorAll('.exorag-active').forEach(function (el) { el.classList.remove('exorag-active'); });
+  card.classList.add('exorag-active');
+  card.scrollIntoView({block: 'center'});
+}, true);
+</script>"""
 
+# After an answer: its start at the top of the chat, and its sources (the open fold) at the top of the panel.
+SHOW_NEWEST_JS = """() => {
+  function toTop(el) {
+    var box = el.parentElement;
+    while (box && !(box.scrollHeight > box.clientHeight + 1 && /auto|scroll/.test(getComputedStyle(box).overflowY))) {
+      box = box.parentElement;
+    }
+    if (box && box !== document.documentElement && box !== document.body) {
+      /* 36 px: below the chat's "Chat" label */
+      box.scrollTop += el.getBoundingClientRect().top - box.getBoundingClientRect().top - 36;
+    }
+  }
+  function show() {
+    var rows = document.querySelectorAll('#exorag-chat .message-row.bot-row');
+    if (rows.length) { toTop(rows[rows.length - 1]); }
+    var fold = document.querySelector('#exorag-sources details[open]');
+    if (fold) { toTop(fold); }
+  }
+  /* after the chat's own scroll to the bottom, which follows the render */
+  setTimeout(show, 100);
+  setTimeout(show, 400);
+}"""
 
-def empty_index_message(index: Index) -> str:
-    return (
-        f"The index in `{index.folder}` has no literature yet. Add some from a terminal:\n\n"
-        "- `exorag ingest PATH...` with PDFs, JSONL of abstracts (one record per line), .txt/.md files or folders\n"
-        "- `exorag demo` to build the demo index from the bundled exosome corpus\n\n"
-        "using the same `--index` folder, then ask again (restart `exorag serve` if answers look stale)."
-    )
-
-
-def run_question(index: Index, question: str, k: float | int | None = DEFAULT_K) -> Answer | str:
-    """The engine's Answer, or a short message for the user (empty question or index, any ExoragError)."""
-    if not (question or "").strip():
-        return EMPTY_QUESTION
-    k = max(1, min(MAX_K, int(k or DEFAULT_K)))
-    try:
-        with index.lock:
-            if store.counts(index.conn)["chunks"] == 0:
-                return empty_index_message(index)
-            return ask(index, question, k=k)
-    except EmptyQuery:
-        return EMPTY_QUESTION
-    except ExoragError as exc:
-        return f"Sorry, that question could not be answered: {exc}"
-
-
-def _esc(text: str) -> str:
-    return html.escape(text, quote=True).replace("$", "&#36;")
-
-
-def _links(hit_or_citation: Hit | Citation) -> str:
-    d = hit_or_citation.document
-    links = []
-    if d.pmid:
-        links.append((f"PMID {d.pmid}", f"https://pubmed.ncbi.nlm.nih.gov/{d.pmid}/"))
-    if d.doi:
-        links.append((f"doi:{d.doi}", f"https://doi.org/{d.doi}"))
-    if d.pmcid:
-        links.append((d.pmcid, f"https://www.ncbi.nlm.nih.gov/pmc/articles/{d.pmcid}/"))
-    out = [f'<a href="{_esc(url)}" target="_blank" rel="noopener noreferrer">{_esc(label)}</a>' for label, url in links]
-    if not out and d.origin:
-        out.append(f"<code>{_esc(Path(d.origin).name)}</code>")
-    return " · ".join(out)
-
-
-def _byline(hit_or_citation: Hit | Citation, section: str, page: int | None) -> str:
-    d = hit_or_citation.document
-    parts = [authors_short(d.authors), str(d.year or ""), d.journal, where(section, page)]
-    return " · ".join(_esc(p) for p in parts if p)
-
-
-def highlighted_passage(citation: Citation, hits: tuple[Hit, ...]) -> str:
-    """HTML of the chunk that holds the quote, with the quote in <mark>; the quote alone if no chunk holds it."""
-    for hit in hits:
-        c = hit.chunk
-        if hit.document.id == citation.document.id and c.char_start <= citation.char_start \
-                and citation.char_end <= c.char_end:
-            s, e = citation.char_start - c.char_start, citation.char_end - c.char_start
-            return f"{_esc(c.text[:s])}<mark>{_esc(c.text[s:e])}</mark>{_esc(c.text[e:])}"
-    return f"<mark>{_esc(citation.quote)}</mark>"
-
-
-def sources_html(answer: Answer | None) -> str:
-    """The sources panel for one answer: its citations, or the closest passages when it abstains."""
-    if answer is None:
-        return SOURCES_PLACEHOLDER
-    blocks = []
-    if answer.abstained:
-        blocks.append("<p><strong>No answer in the indexed literature.</strong> "
-                      "Closest passages (not cited as answers):</p>")
-        for hit in answer.hits:
-            title = _esc(hit.document.title or hit.document.id)
-            blocks.append(f"<div class='exorag-source'><p><strong>{title}</strong><br>"
-                          f"<small>{_byline(hit, hit.chunk.section, hit.chunk.page)}</small><br>{_links(hit)}</p>"
-                          f"<blockquote>{_esc(hit.chunk.text)}</blockquote></div>")
-        return "\n".join(blocks) if answer.hits else blocks[0]
-    for c in answer.citations:
-        title = _esc(c.document.title or c.document.id)
-        blocks.append(f"<div class='exorag-source' id='source-{c.n}'><p><strong>[{c.n}] {title}</strong><br>"
-                      f"<small>{_byline(c, c.section, c.page)}</small><br>{_links(c)}</p>"
-                      f"<blockquote>{highlighted_passage(c, answer.hits)}</blockquote></div>")
-    return "\n".join(blocks)
-
-
-def api_answer(index: Index, question: str, k: float | int | None = DEFAULT_K) -> dict[str, Any]:
-    """The `/ask` endpoint: `render.answer_dict`, or {"question", "error"} for problems."""
-    result = run_question(index, question, k)
-    if isinstance(result, str):
-        return {"question": question, "error": result}
-    return answer_dict(result)
-
-
-def chat_turn(
-    index: Index, question: str, history: list[dict[str, Any]] | None, k: float | int | None
-) -> tuple[list[dict[str, Any]], str, str]:
-    """One chat exchange: (new history, sources panel HTML, cleared textbox)."""
-    result = run_question(index, question, k)
-    reply = result if isinstance(result, str) else answer_markdown(result)
-    panel = SOURCES_PLACEHOLDER if isinstance(result, str) else sources_html(result)
-    history = list(history or []) + [{"role": "user", "content": question or ""},
-                                     {"role": "assistant", "content": reply}]
-    return history, panel, ""
+CSS = """
+.exorag-source { padding: 0.2em 0.5em; border-radius: 6px; }
+.exorag-source blockquote { margin: 0.3em 0 0.8em 0; padding-left: 0.8em; border-left: 3px solid #ccc; }
+.exorag-source mark { background: #fff3a3; color: inherit; padding: 0 1px; }
+.exorag-source.exorag-active, .exorag-source:target { outline: 2px solid #f59e0b; background: rgba(245,158,11,0.08); }
+.exorag-source.exorag-active mark, .exorag-source:target mark { background: #fbbf24; }
+.exorag-turn summary { cursor: pointer; font-weight: 600; margin: 0.4em 0; }
+.exorag-muted { opacity: 0.7; }
+.exorag-badge { font-size: 0.8em; padding: 0 0.4em; border-radius: 4px; background: #fde2e2; color: #7f1d1d; }
+.exorag-unsupported { text-decoration: underline dotted #b91c1c; }
+.exorag-table { border-collapse: collapse; margin: 0.5em 0 1em 0; width: 100%; }
+.exorag-table caption { text-align: left; font-weight: 600; padding-bottom: 0.3em; }
+.exorag-table td, .exorag-table th { padding: 2px 8px; border-bottom: 1px solid rgba(128,128,128,0.25);
+  text-align: left; vertical-align: top; }
+.exorag-num { text-align: right !important; white-space: nowrap; }
+.exorag-barcell { width: 45%; }
+.exorag-bar { height: 0.8em; background: #60a5fa; border-radius: 2px; min-width: 1px; }
+.exorag-corpus { display: grid; align-items: start; gap: 1.5em;
+  grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); }
+.exorag-upload .exorag-failed td { color: #b91c1c; }
+"""
 
 
 def theme() -> gr.themes.Base:
@@ -152,55 +110,164 @@ def theme() -> gr.themes.Base:
     return gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS)
 
 
-CSS = """
-.exorag-source blockquote { margin: 0.3em 0 1em 0; padding-left: 0.8em; border-left: 3px solid #ccc; }
-.exorag-source mark { background: #fff3a3; color: inherit; padding: 0 1px; }
-"""
+def _download(path: Any = None) -> gr.DownloadButton:
+    return gr.DownloadButton(value=str(path) if path else None, interactive=bool(path))
 
 
-def build_app(index: Index) -> gr.Blocks:
-    """The chat page and the `/ask` API over `index`."""
+def build_app(index: Index, settings: h.AppSettings | None = None) -> gr.Blocks:
+    """The page and the `/ask` API over `index`."""
+    settings = settings or h.AppSettings.for_index(index)
 
-    def ask_endpoint(question: str, k: int = DEFAULT_K) -> dict[str, Any]:
+    def ask_endpoint(question: str, k: int = DEFAULT_K, year_from: int | None = None, year_to: int | None = None,
+                     sources: list[str] | None = None, pub_types: list[str] | None = None) -> dict[str, Any]:
         """Answer a question about exosomes / EVs from the index: quoted sentences with numbered citations."""
-        return api_answer(index, question, k)
+        try:
+            filters = h.make_filters(year_from, year_to, sources, pub_types)
+        except h.FilterError as exc:
+            return {"question": question, "error": f"Please fix the filters: {exc}"}
+        result = h.run_question(index, question, k, filters)
+        return {"question": question, "error": result} if isinstance(result, str) else answer_dict(result)
 
-    def chat_endpoint(
-        question: str, history: list[dict[str, Any]] | None, k: float
-    ) -> tuple[list[dict[str, Any]], str, str]:
-        return chat_turn(index, question, history, k)
+    def chat(question: str, history: list[dict[str, Any]] | None, turns: list[dict[str, Any]] | None, k: float,
+             year_from: str | None, year_to: str | None, *choices: list[str] | None) -> Iterator[tuple[Any, ...]]:
+        history = list(history or []) + [{"role": "user", "content": question or ""},
+                                         {"role": "assistant", "content": h.SEARCHING}]
+        turns = list(turns or [])
+        skip = gr.skip()
+        yield history, skip, skip, "", skip, skip, skip, skip
+        try:
+            filters = h.make_filters(year_from, year_to, *choices)
+            result = h.run_question(index, question, k, filters)
+        except h.FilterError as exc:
+            result = f"Please fix the filters: {exc}"
+        if isinstance(result, str):
+            history[-1] = {"role": "assistant", "content": result}
+            yield history, skip, skip, "", skip, skip, skip, skip
+            return
+        turn = turns[-1]["turn"] + 1 if turns else 1
+        history[-1] = {"role": "assistant", "content": reply_markdown(result, turn, filters)}
+        turns = (turns + [{"turn": turn, "question": result.question, "sources": answer_sources(result, turn)}])
+        turns = turns[-h.MAX_TURNS:]
+        files = h.write_exports(result, settings.downloads) if result.citations else {}
+        markdown = files["markdown"].read_text(encoding="utf-8") if files else ""
+        yield (history, sources_panel(turns), turns, "", _download(files.get("bibtex")), _download(files.get("ris")),
+               _download(files.get("markdown")), markdown)
 
-    with gr.Blocks(title="exorag", analytics_enabled=False) as demo:
+    def draft(text: str, k: float, year_from: str | None, year_to: str | None, *choices: list[str] | None) -> str:
+        try:
+            result = h.check_draft(index, text, k, h.make_filters(year_from, year_to, *choices))
+        except h.FilterError as exc:
+            result = f"Please fix the filters: {exc}"
+        return f"<p>{esc(result)}</p>" if isinstance(result, str) else draft_html(result)
+
+    def upload(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> Iterator[str]:  # noqa: B008
+        if not files:
+            yield upload_html([], "Choose one or more files first.")
+            return
+        total = len(files)
+
+        def tell(i: int, n: int, name: str) -> None:
+            progress((i, n), desc=f"adding {name}" if i < n else "embedding new passages")
+
+        rows: list[tuple[str, bool, str]] = []
+        for rows in h.ingest_uploads(index, files, settings, on_file=tell):
+            done = min(len(rows), total)
+            yield upload_html(rows, f"{done} of {total} files processed…" if done < total else "Embedding…")
+        added = sum(1 for _, ok, _ in rows[:total] if ok)
+        yield upload_html(rows, f"Done: {added} of {total} files added to the index.")
+
+    def refresh() -> list[Any]:
+        data = h.corpus_overview(index)
+        page = corpus_html(data["counts"], data["years"], data["sources"], data["recent"], index.folder)
+        return [gr.Dropdown(choices=c) for c in h.filter_choices(index)] + [page]
+
+    with gr.Blocks(title="exorag", analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as demo:
         gr.Markdown("## exorag\nCited answers quoted from the indexed exosome / extracellular vesicle literature, "
-                    "offline. Every sentence of an answer is a verbatim quote; `[n]` links to the paper.")
+                    "offline. Every sentence of an answer is a verbatim quote; click `[n]` to see it in its passage.")
+        turns = gr.State([])
         with gr.Row():
-            with gr.Column(scale=3):
-                chatbot = gr.Chatbot(label="Chat", height=520, latex_delimiters=[], buttons=["copy"],
-                                     placeholder=f"Ask, for example: *{EXAMPLE}*")
-                question = gr.Textbox(label="Question", placeholder=EXAMPLE, lines=1, max_lines=4, submit_btn=True)
+            with gr.Column(scale=1, min_width=200, elem_id="exorag-filters"):
+                gr.Markdown("### Filters")
                 with gr.Row():
-                    k = gr.Slider(1, MAX_K, value=DEFAULT_K, step=1, label="Passages to draw from (k)")
-                    clear = gr.Button("Clear", variant="secondary")
-            with gr.Column(scale=2):
-                gr.Markdown("### Sources")
-                sources = gr.HTML(SOURCES_PLACEHOLDER, max_height=700)
-        question.submit(chat_endpoint, [question, chatbot, k], [chatbot, sources, question], api_visibility="private")
-        clear.click(lambda: ([], SOURCES_PLACEHOLDER, ""), None, [chatbot, sources, question],
-                    api_visibility="private", queue=False)
+                    year_from = gr.Textbox(label="From year", placeholder="any", max_lines=1,
+                                           elem_id="exorag-year-from")
+                    year_to = gr.Textbox(label="To year", placeholder="any", max_lines=1,
+                                         elem_id="exorag-year-to")
+                choice_boxes = [gr.Dropdown(choices=[], value=[], multiselect=True, label=f.label,
+                                            elem_id=f"exorag-filter-{f.field}") for f in h.CHOICE_FILTERS]
+                k = gr.Slider(1, MAX_K, value=DEFAULT_K, step=1, label="Passages to draw from (k)")
+                clear = gr.Button("New conversation", variant="secondary")
+            with gr.Column(scale=6):
+                with gr.Tabs():
+                    with gr.Tab("Chat", id="chat"):
+                        with gr.Row():
+                            with gr.Column(scale=3):
+                                chatbot = gr.Chatbot(label="Chat", height=520, latex_delimiters=[],
+                                                     buttons=["copy"], elem_id="exorag-chat",
+                                                     placeholder=f"Ask, for example: *{EXAMPLE}*")
+                                question = gr.Textbox(label="Question", placeholder=EXAMPLE, lines=1, max_lines=4,
+                                                      submit_btn=True, elem_id="exorag-question")
+                                with gr.Row():
+                                    bib = gr.DownloadButton("BibTeX", interactive=False, size="sm",
+                                                            elem_id="exorag-bibtex")
+                                    ris = gr.DownloadButton("RIS", interactive=False, size="sm", elem_id="exorag-ris")
+                                    md_file = gr.DownloadButton("Markdown", interactive=False, size="sm",
+                                                                elem_id="exorag-markdown")
+                                with gr.Accordion("Last answer as Markdown, with references (copy)", open=False):
+                                    md_text = gr.Textbox(show_label=False, lines=8, max_lines=20, buttons=["copy"],
+                                                         interactive=False, elem_id="exorag-markdown-text")
+                            with gr.Column(scale=2):
+                                gr.Markdown("### Sources")
+                                sources = gr.HTML(SOURCES_PLACEHOLDER, max_height=700, elem_id="exorag-sources")
+                    with gr.Tab("Check my draft", id="draft"):
+                        draft_box = gr.Textbox(label="Your draft (a paragraph or more)", lines=8,
+                                               placeholder="Paste text; each sentence gets suggested citations.",
+                                               elem_id="exorag-draft")
+                        check = gr.Button("Check", variant="primary", elem_id="exorag-check")
+                        draft_out = gr.HTML(draft_html([]), elem_id="exorag-draft-result")
+                    with gr.Tab("Add papers", id="upload"):
+                        gr.Markdown(f"Add files to the index: {', '.join(h.UPLOAD_TYPES)}, up to "
+                                    f"{settings.max_upload_mb:g} MB each. They are kept in `{settings.uploads}`.")
+                        files = gr.File(file_count="multiple", label="Files", elem_id="exorag-files")
+                        add = gr.Button("Add to index", variant="primary", elem_id="exorag-add")
+                        upload_out = gr.HTML("", elem_id="exorag-upload-result")
+                    with gr.Tab("Corpus", id="corpus"):
+                        corpus = gr.HTML("", elem_id="exorag-corpus")
+                        reload = gr.Button("Refresh", variant="secondary")
+
+        filter_inputs = [k, year_from, year_to, *choice_boxes]
+        question.submit(chat, [question, chatbot, turns, *filter_inputs],
+                        [chatbot, sources, turns, question, bib, ris, md_file, md_text],
+                        api_visibility="private").then(None, None, None, js=SHOW_NEWEST_JS, api_visibility="private")
+        clear.click(lambda: ([], SOURCES_PLACEHOLDER, [], "", _download(), _download(), _download(), ""), None,
+                    [chatbot, sources, turns, question, bib, ris, md_file, md_text], api_visibility="private",
+                    queue=False)
+        check.click(draft, [draft_box, *filter_inputs], [draft_out], api_visibility="private")
+        add.click(upload, [files], [upload_out], api_visibility="private", concurrency_limit=1,
+                  concurrency_id="ingest").then(refresh, None, [*choice_boxes, corpus], api_visibility="private")
+        reload.click(refresh, None, [*choice_boxes, corpus], api_visibility="private")
+        demo.load(refresh, None, [*choice_boxes, corpus], api_visibility="private")
         gr.api(ask_endpoint, api_name="ask")
     demo.queue(default_concurrency_limit=CONCURRENCY)
     return demo
 
 
-def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> str:
-    """Start the server bound to `host`:`port` (never a share link); return its local URL."""
+def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, block: bool = True,
+           max_upload_mb: float = h.DEFAULT_MAX_UPLOAD_MB) -> str:
+    """Start the server bound to `host`:`port` (never a share link); return its local URL.
+
+    `max_upload_mb` is Gradio's own limit on any one upload (the upload handler checks its settings' limit too).
+    """
     _, local_url, _ = demo.launch(
         server_name=host, server_port=port, share=False, prevent_thread_lock=not block, theme=theme(), css=CSS,
-        footer_links=["api", "settings"], mcp_server=False, pwa=False, ssr_mode=False, quiet=not block,
+        head=JUMP_JS, footer_links=["api", "settings"], mcp_server=False, pwa=False, ssr_mode=False,
+        quiet=not block, allowed_paths=[], max_file_size=int(max_upload_mb * 1e6),
     )
     return local_url
 
 
-def serve(index: Index, host: str = "127.0.0.1", port: int = 7860) -> None:
+def serve(index: Index, host: str = "127.0.0.1", port: int = 7860,
+          max_upload_mb: float = h.DEFAULT_MAX_UPLOAD_MB) -> None:
     """Build the page over `index` and serve it until interrupted."""
-    launch(build_app(index), host=host, port=port, block=True)
+    demo = build_app(index, h.AppSettings.for_index(index, max_upload_mb))
+    launch(demo, host=host, port=port, block=True, max_upload_mb=max_upload_mb)

@@ -427,9 +427,18 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    raw = args.max_upload_mb if args.max_upload_mb is not None else os.environ.get("EXORAG_MAX_UPLOAD_MB") or "50"
+    try:
+        max_upload_mb = float(raw)
+    except ValueError:
+        max_upload_mb = -1.0
+    if not 0 < max_upload_mb < 1e6:
+        print(f"error: the upload limit must be a positive number of MB, not {raw!r} "
+              "(--max-upload-mb or $EXORAG_MAX_UPLOAD_MB)", file=sys.stderr)
+        return 2
     from .app import serve
 
-    serve(_open(args), host=args.host, port=args.port)
+    serve(_open(args), host=args.host, port=args.port, max_upload_mb=max_upload_mb)
     return 0
 
 
@@ -570,6 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", parents=[common], help="the browser chat")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--max-upload-mb", metavar="MB",
+                   help="largest file the page accepts for upload (default 50, or $EXORAG_MAX_UPLOAD_MB)")
     p.set_defaults(func=cmd_serve)
     return parser
 

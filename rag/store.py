@@ -360,3 +360,37 @@ def counts(conn: sqlite3.Connection) -> dict[str, Any]:
     chunks = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
     sources = {r[0] or "": r[1] for r in conn.execute("SELECT source, count(*) FROM documents GROUP BY source")}
     return {"documents": docs, "chunks": chunks, "sources": sources}
+
+
+# Read-only overviews for the browser chat's filter choices and corpus tab.
+
+def distinct_sources(conn: sqlite3.Connection) -> list[str]:
+    """Every non-empty `source` value, sorted case-insensitively."""
+    rows = conn.execute("SELECT DISTINCT source FROM documents WHERE source IS NOT NULL AND source != ''")
+    return sorted((r[0] for r in rows), key=str.lower)
+
+
+def distinct_pub_types(conn: sqlite3.Connection) -> list[str]:
+    """Every publication type named by some document, sorted case-insensitively."""
+    rows = conn.execute("SELECT DISTINCT p.value FROM documents d, json_each(d.publication_types) p"
+                        " WHERE d.publication_types IS NOT NULL AND p.value != ''")
+    return sorted({str(r[0]) for r in rows}, key=str.lower)
+
+
+def year_counts(conn: sqlite3.Connection) -> list[tuple[int | None, int]]:
+    """(year, documents) by year, oldest first; documents without a year last, as (None, n)."""
+    rows = conn.execute("SELECT year, count(*) FROM documents GROUP BY year ORDER BY year IS NULL, year")
+    return [(r[0], int(r[1])) for r in rows]
+
+
+def source_counts(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+    """(source, documents), largest first; '' for documents without a source."""
+    rows = conn.execute("SELECT coalesce(source, ''), count(*) AS n FROM documents GROUP BY 1 ORDER BY n DESC, 1")
+    return [(r[0], int(r[1])) for r in rows]
+
+
+def recent_documents(conn: sqlite3.Connection, limit: int = 10) -> list[dict[str, Any]]:
+    """The `limit` most recently added documents: id, title, year, source, added_at (UTC, as stored)."""
+    rows = conn.execute("SELECT id, title, year, source, added_at FROM documents"
+                        " ORDER BY added_at DESC, rowid DESC LIMIT ?", (limit,))
+    return [{"id": r[0], "title": r[1] or "", "year": r[2], "source": r[3] or "", "added_at": r[4]} for r in rows]

@@ -1,31 +1,45 @@
-"""Tests for rag.app: the real Gradio server on 127.0.0.1 over the real session index, called with gradio_client.
+"""Tests for the browser chat's server side: the real Gradio server on 127.0.0.1 over the real session index.
 
-Checks the `/ask` JSON (citations verbatim against the store, `[n]` markers), abstention on an off-topic question,
-the empty-index and empty-question messages, the sources panel's highlighting and escaping, the loopback-only
-binding, and that the served page references no external font or script host.
+Covers the `/ask` JSON (citations verbatim against the store, `[n]` markers, filters), abstention, the empty-index
+and empty-question messages, reply Markdown and the sources panel (anchors, highlighting, escaping), exports,
+uploads (per-file results, type/size limits, untrusted paths), the draft check, the corpus overview, several
+concurrent clients, loopback-only binding, files that must not be readable through the server, and that the page
+references no external font or script host. The page in a real browser: tests/test_app_browser.py.
 """
 
 from __future__ import annotations
 
 import html
+import json
+import os
 import re
+import shutil
 import socket
+import threading
+import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import pytest
 
 gradio_client = pytest.importorskip("gradio_client")
 
-from rag import app, store  # noqa: E402
+from gradio.utils import get_upload_folder  # noqa: E402
+
+from rag import app, app_handlers, store  # noqa: E402
+from rag.app_html import answer_sources, cite_anchor, corpus_html, draft_html, md_escape, reply_markdown, \
+    sources_panel  # noqa: E402
 from rag.index import Index, open_index  # noqa: E402
-from rag.types import Answer, Chunk, Citation, Document, Hit, Section  # noqa: E402
+from rag.retrieve import search  # noqa: E402
+from rag.types import Answer, Chunk, Citation, Document, Filters, Hit, Section  # noqa: E402
 
 EV_QUESTION = "Which markers are used to characterise extracellular vesicles and exosomes?"
 OFF_TOPIC = "What is the boiling point of tungsten in a vacuum furnace?"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", ""}
+SERVER_UPLOAD_MB = 1.0  # Gradio's own upload limit on the module server
 
 
 def free_port() -> int:
@@ -34,20 +48,39 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(index: Index) -> tuple[object, str]:
+def start(index: Index, max_upload_mb: float = app_handlers.DEFAULT_MAX_UPLOAD_MB) -> tuple[object, str]:
     demo = app.build_app(index)
-    url = app.launch(demo, host="127.0.0.1", port=free_port(), block=False)
+    url = app.launch(demo, host="127.0.0.1", port=free_port(), block=False, max_upload_mb=max_upload_mb)
     return demo, url
 
 
 @pytest.fixture(scope="module")
 def served(built_index: Path) -> Iterator[tuple[Index, object, str, object]]:
     index = open_index(built_index)
-    demo, url = start(index)
+    demo, url = start(index, max_upload_mb=SERVER_UPLOAD_MB)
     client = gradio_client.Client(url, verbose=False)
     yield index, demo, url, client
     demo.close()  # type: ignore[attr-defined]
     index.close()
+
+
+@pytest.fixture()
+def writable_index(built_index: Path, tmp_path: Path) -> Iterator[Index]:
+    """A copy of the session index that a test may add to."""
+    folder = tmp_path / "index"
+    shutil.copytree(built_index, folder)
+    index = open_index(folder)
+    yield index
+    index.close()
+
+
+def received(tmp_name: str, name: str, data: bytes) -> Path:
+    """A file placed where Gradio puts what a browser uploads (what the upload handler accepts)."""
+    folder = Path(get_upload_folder()) / f"exorag-test-{tmp_name}"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(data)
+    return path
 
 
 def test_ask_endpoint_cites_verbatim(served: tuple[Index, object, str, object]) -> None:
@@ -66,6 +99,36 @@ def test_ask_endpoint_cites_verbatim(served: tuple[Index, object, str, object]) 
     assert sorted(set(markers)) == [c["n"] for c in citations]
 
 
+def test_ask_endpoint_applies_filters(served: tuple[Index, object, str, object]) -> None:
+    index, _, _, client = served
+    result = client.predict(EV_QUESTION, 8, 2015, 2019, None, None, api_name="/ask")  # type: ignore[attr-defined]
+    assert result["citations"] or result["abstained"]
+    for c in result["citations"] + result["closest"]:
+        assert c["year"] is not None and 2015 <= c["year"] <= 2019, c
+    only_pdf = client.predict("Which complications does DVT prophylaxis cause in trauma patients?", 8, None, None,
+                              ["pdf"], None, api_name="/ask")  # type: ignore[attr-defined]
+    assert only_pdf["citations"]
+    assert {store.get_document(index.conn, c["doc_id"]).source for c in only_pdf["citations"]} == {"pdf"}
+    wrong = client.predict(EV_QUESTION, 8, 2020, 2010, None, None, api_name="/ask")  # type: ignore[attr-defined]
+    assert wrong["error"] == "Please fix the filters: the year range 2020–2010 is empty: 'from' is after 'to'"
+
+
+def test_make_filters_and_choices(index: Index) -> None:
+    f = app_handlers.make_filters(" 2012 ", "", ["pdf"], [])
+    assert f == Filters(year_from=2012, sources=("pdf",))
+    assert app_handlers.make_filters(None, None).empty
+    with pytest.raises(app_handlers.FilterError, match="'twenty' is not a number"):
+        app_handlers.make_filters("twenty", None)
+    with pytest.raises(app_handlers.FilterError, match="not a plausible publication year"):
+        app_handlers.make_filters("20", None)
+    sources, pub_types = app_handlers.filter_choices(index)
+    assert "pdf" in sources and "ev_literature_notes_aquiles" in sources
+    assert sources == sorted(sources, key=str.lower)
+    assert "Journal Article" in pub_types
+    assert [f.field for f in app_handlers.CHOICE_FILTERS] == ["sources", "pub_types"]
+    assert all(hasattr(Filters(), f.field) for f in app_handlers.CHOICE_FILTERS)
+
+
 def test_off_topic_question_abstains(served: tuple[Index, object, str, object]) -> None:
     _, _, _, client = served
     result = client.predict(OFF_TOPIC, 8, api_name="/ask")  # type: ignore[attr-defined]
@@ -78,40 +141,70 @@ def test_empty_question_is_a_polite_message(served: tuple[Index, object, str, ob
     index, _, _, client = served
     result = client.predict("   ", 8, api_name="/ask")  # type: ignore[attr-defined]
     assert result["error"].startswith("Please type a question")
-    history, panel, box = app.chat_turn(index, "?!", [], 8)
-    assert history[-1]["role"] == "assistant" and history[-1]["content"].startswith("Please type a question")
-    assert panel == app.SOURCES_PLACEHOLDER and box == ""
+    assert app_handlers.run_question(index, "?!", 8) == app_handlers.EMPTY_QUESTION
 
 
-def test_chat_turn_and_sources_panel(served: tuple[Index, object, str, object]) -> None:
-    index, _, _, _ = served
-    history, panel, _ = app.chat_turn(index, EV_QUESTION, [{"role": "user", "content": "hi"}], 8)
-    assert [m["role"] for m in history] == ["user", "user", "assistant"]
-    reply = history[-1]["content"]
-    assert "**References**" in reply and re.search(r"\[\[1\]\]\(https://", reply)
-    answer = app.run_question(index, EV_QUESTION, 8)
+def test_reply_markdown_links_markers_to_source_cards(index: Index) -> None:
+    answer = app_handlers.run_question(index, EV_QUESTION, 8)
     assert isinstance(answer, Answer) and not answer.abstained
+    reply = reply_markdown(answer, 3, Filters(year_from=2010))
+    panel = answer_sources(answer, 3)
     for c in answer.citations:
+        assert f"[[{c.n}]](#{cite_anchor(3, c.n)})" in reply
+        assert f"id='{cite_anchor(3, c.n)}'" in panel
         assert f"<mark>{html.escape(c.quote, quote=True).replace('$', '&#36;')}</mark>" in panel
-        assert f"[{c.n}] " in panel
+    assert "**References**" in reply and "https://" in reply.split("**References**")[1]
+    assert reply.endswith("*Filters: years 2010–…*")
+    folded = sources_panel([{"turn": 1, "question": "first <q>", "sources": "A"},
+                            {"turn": 2, "question": "second", "sources": "B"}])
+    assert folded.index("exorag-turn-2' open") < folded.index("exorag-turn-1'")
+    assert "first &lt;q&gt;" in folded
+
+
+def test_markdown_escaping_keeps_quotes_inert() -> None:
+    text = "CD63 *and* [CD81](javascript:alert(1)) <img src=x onerror=alert(1)> cost $5_000 ~ `x` | #1"
+    escaped = md_escape(text)
+    assert re.search(r"(?<!\\)[*\[\]<>$`_~|#]", escaped) is None, escaped  # every special character escaped
+    assert re.sub(r"\\(.)", r"\1", escaped) == text
 
 
 def test_sources_panel_escapes_and_highlights_within_chunk() -> None:
     text = "Intro <b>bold</b> & more. CD63 <script>alert(1)</script> marks exosomes. Tail sentence here."
     doc = Document(id="x:1", text=text, sections=(Section("Abstract", 0, len(text)),), title="A <i>title</i>",
-                   authors=("Doe J",), year=2024, journal="J EV", pmid="123")
+                   authors=("Doe J",), year=2024, journal="J EV", pmid="123", doi="10.1/x", pmcid="PMC9")
     s = text.index("CD63")
     e = text.index(" Tail")
     chunk = Chunk(doc_id=doc.id, ordinal=0, text=text, section="Abstract", page=None, char_start=0,
                   char_end=len(text), id=1)
     cit = Citation(n=1, document=doc, quote=text[s:e], section="Abstract", page=None, char_start=s, char_end=e,
                    score=0.9)
-    panel = app.sources_html(Answer(question="q", text=f"{text[s:e]} [1]", abstained=False, citations=(cit,),
-                                    hits=(Hit(chunk=chunk, document=doc, score=1.0),)))
+    panel = answer_sources(Answer(question="q", text=f"{text[s:e]} [1]", abstained=False, citations=(cit,),
+                                  hits=(Hit(chunk=chunk, document=doc, score=1.0),)), 1)
     assert "<script>" not in panel and "<b>" not in panel and "<i>" not in panel
     assert "<mark>CD63 &lt;script&gt;alert(1)&lt;/script&gt; marks exosomes.</mark>" in panel
     assert panel.index("Intro &lt;b&gt;") < panel.index("<mark>") < panel.index("Tail sentence")
-    assert "https://pubmed.ncbi.nlm.nih.gov/123/" in panel
+    for link in ("https://pubmed.ncbi.nlm.nih.gov/123/", "https://doi.org/10.1/x",
+                 "https://www.ncbi.nlm.nih.gov/pmc/articles/PMC9/"):
+        assert link in panel
+    assert "Doe J · 2024 · J EV · Abstract" in panel
+
+
+def test_exports_are_written_per_answer(index: Index, tmp_path: Path) -> None:
+    answer = app_handlers.run_question(index, EV_QUESTION, 8)
+    assert isinstance(answer, Answer)
+    files = app_handlers.write_exports(answer, tmp_path)
+    docs = {c.document.id for c in answer.citations}
+    bib = files["bibtex"].read_text(encoding="utf-8")
+    assert len(re.findall(r"^@article\{", bib, re.MULTILINE)) == len(docs)
+    assert files["ris"].read_text(encoding="utf-8").count("TY  - JOUR") == len(docs)
+    md = files["markdown"].read_text(encoding="utf-8")
+    assert md.startswith(f"**Q:** {answer.question}") and "**References**" in md
+    again = app_handlers.write_exports(answer, tmp_path)
+    assert again["bibtex"].parent != files["bibtex"].parent and again["bibtex"].parent.parent == tmp_path
+    hour_ago = time.time() - app_handlers.EXPORTS_KEPT_S - 60
+    os.utime(files["bibtex"].parent, (hour_ago, hour_ago))
+    app_handlers.write_exports(answer, tmp_path)
+    assert not files["bibtex"].parent.exists() and again["bibtex"].exists()
 
 
 def test_empty_index_explains_how_to_add_literature(tmp_path: Path) -> None:
@@ -119,12 +212,166 @@ def test_empty_index_explains_how_to_add_literature(tmp_path: Path) -> None:
     demo, url = start(index)
     try:
         result = gradio_client.Client(url, verbose=False).predict(EV_QUESTION, 8, api_name="/ask")
-        assert "exorag ingest" in result["error"] and "exorag demo" in result["error"]
-        history, _, _ = app.chat_turn(index, EV_QUESTION, None, 8)
-        assert "exorag ingest" in history[-1]["content"]
+        assert "exorag ingest" in result["error"] and "Add papers" in result["error"]
+        assert "exorag ingest" in str(app_handlers.check_draft(index, "Exosomes carry CD63."))
+        overview = app_handlers.corpus_overview(index)
+        assert "The index is empty" in corpus_html(overview["counts"], overview["years"], overview["sources"],
+                                                   overview["recent"], index.folder)
     finally:
         demo.close()  # type: ignore[attr-defined]
         index.close()
+
+
+def test_uploads_report_each_file(writable_index: Index, tmp_path: Path) -> None:
+    index = writable_index
+    settings = app_handlers.AppSettings(uploads=index.folder / "uploads", downloads=tmp_path, max_upload_mb=0.05)
+    good = ("Exosomal galectin-9 from nasopharyngeal carcinoma cells induces apoptosis of Epstein-Barr "
+            "virus specific CD4 T cells. This dampens antitumour immunity in the exorag upload test.\n")
+    records = (json.dumps({"id": "upload:1", "title": "Uploaded record about plasma EV isolation",
+                           "abstract": "Size-exclusion chromatography separated plasma vesicles from lipoproteins "
+                                       "with high purity in the exorag upload test."}) + "\n{not json\n")
+    outside = tmp_path / "notes.txt"
+    outside.write_text(good, encoding="utf-8")
+    paths = [received("a", "notes on EVs.txt", good.encode()),
+             received("a", "records.jsonl", records.encode()),
+             received("a", "tool.exe", b"MZ\x90\x00"),
+             received("a", "big.txt", b"exosome " * 10_000),
+             received("a", "broken.pdf", b"%PDF-1.4 this is not really a pdf"),
+             received("a", "empty.md", b""),
+             outside]
+    seen: list[str] = []
+    steps = list(app_handlers.ingest_uploads(index, paths, settings,
+                                             on_file=lambda i, n, name: seen.append(name)))
+    rows = steps[-1]
+    assert [len(s) for s in steps] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert seen == [p.name for p in paths] + ["embedding"]
+    by_name = {name: (ok, message) for name, ok, message in rows}
+    assert by_name["notes on EVs.txt"] == (True, "1 document: 1 added")
+    ok, message = by_name["records.jsonl"]
+    assert ok and message.startswith("1 document: 1 added; 1 problem(s): line 2: ")
+    assert by_name["tool.exe"] == (False, "refused: .exe files are not accepted; upload .pdf, .jsonl, .txt, .md, "
+                                          ".ris, .bib")
+    assert by_name["big.txt"] == (False, "refused: 0.1 MB is over the 0.05 MB limit")
+    ok, message = by_name["broken.pdf"]
+    assert not ok and message.startswith("not added: ") and len(message) > len("not added: ") + 5
+    assert by_name["empty.md"] == (False, "refused: the file is empty")
+    assert by_name["notes.txt"] == (False, "refused: not a file uploaded through this page")
+    assert rows[-1][0] == "(index)" and rows[-1][1] and re.match(r"\d+ new passages embedded", rows[-1][2])
+    assert sorted(p.name for p in settings.uploads.iterdir()) == ["notes_on_EVs.txt", "records.jsonl"]
+    hits = search(index, "galectin-9 nasopharyngeal carcinoma apoptosis CD4 T cells", k=3)
+    assert hits and hits[0].document.origin == str(settings.uploads / "notes_on_EVs.txt")
+    assert store.get_document(index.conn, "upload:1").title == "Uploaded record about plasma EV isolation"
+    # The same bytes again: the saved copy is reused and the document is unchanged; other bytes get a new name.
+    again = list(app_handlers.ingest_uploads(index, [received("b", "notes on EVs.txt", good.encode())], settings))
+    assert again[-1][0] == ("notes on EVs.txt", True, "1 document: 1 unchanged (already in the index)")
+    other = received("c", "notes on EVs.txt", b"Plasma exosomes carry PD-L1 in melanoma patients, exorag test.\n")
+    list(app_handlers.ingest_uploads(index, [other], settings))
+    assert (settings.uploads / "notes_on_EVs-2.txt").exists()
+
+
+def test_safe_names() -> None:
+    assert app_handlers.safe_name("../../etc/passwd") == "passwd"
+    assert app_handlers.safe_name(".hidden.pdf") == "hidden.pdf"
+    assert app_handlers.safe_name("Théry et al. (2018).pdf") == "Th_ry_et_al._2018_.pdf"
+    assert app_handlers.safe_name("...") == "upload"
+
+
+def test_check_draft(index: Index) -> None:
+    doc = next(d for d in (store.get_document(index.conn, i) for i, _ in store.document_origins(index.conn))
+               if d.source == "ev_literature_notes_aquiles" and len(d.text) > 300)
+    claim = store.document_chunks(index.conn, doc.id)[0].text.split(". ")[0] + "."
+    off = "The Eiffel Tower was repainted in a shade of bronze during the spring of 1968."
+    result = app_handlers.check_draft(index, f"{claim} {off}", 8)
+    assert not isinstance(result, str)
+    assert result[0].supported and not result[1].supported
+    assert doc.id in {c.document.id for c in result[0].citations}
+    page = draft_html(result)
+    assert "no supporting passage in the index" in page and "href='#exorag-draft-1'" in page
+    assert "id='exorag-draft-1'" in page and "<mark>" in page
+    assert "1 of 2 sentences" in page
+    assert app_handlers.check_draft(index, "   ") == "Paste a paragraph of your draft first."
+
+
+def test_corpus_overview(index: Index) -> None:
+    data = app_handlers.corpus_overview(index)
+    total = data["counts"]["documents"]
+    assert sum(n for _, n in data["years"]) == total == sum(n for _, n in data["sources"])
+    assert dict(data["sources"])["pdf"] >= 1
+    assert len(data["recent"]) == 10
+    page = corpus_html(data["counts"], data["years"], data["sources"], data["recent"], index.folder)
+    assert f"{total:,} documents" in page and "Documents by year" in page and "Recent additions" in page
+
+
+def test_concurrent_clients_all_answered(served: tuple[Index, object, str, object]) -> None:
+    index, _, url, _ = served
+    questions = [EV_QUESTION, "How are extracellular vesicles used for drug delivery?",
+                 "Do tumour-derived exosomes suppress immune responses?", "What do exosomes carry?",
+                 "How are exosomes isolated by ultracentrifugation?", OFF_TOPIC]
+    results: dict[int, dict] = {}
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            results[i] = gradio_client.Client(url, verbose=False).predict(questions[i], 8, api_name="/ask")
+        except BaseException as exc:  # noqa: BLE001  (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(questions))]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    page_times = []
+    while any(t.is_alive() for t in threads) and time.monotonic() - started < 120:
+        t0 = time.monotonic()
+        assert b"exorag" in urllib.request.urlopen(url, timeout=10).read()
+        page_times.append(time.monotonic() - t0)
+        time.sleep(0.2)
+    for t in threads:
+        t.join(timeout=120)
+    elapsed = time.monotonic() - started
+    assert not errors, errors
+    assert len(results) == len(questions) and elapsed < 120
+    assert page_times and max(page_times) < 5.0, page_times
+    for i, result in results.items():
+        assert result["question"] and "error" not in result, result
+        if questions[i] == OFF_TOPIC:
+            assert result["abstained"]
+            continue
+        assert result["citations"], result
+        for c in result["citations"]:
+            assert store.get_document(index.conn, c["doc_id"]).text[c["char_start"]:c["char_end"]] == c["quote"]
+
+
+def _status(url: str) -> int:
+    try:
+        return urllib.request.urlopen(url, timeout=10).status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_no_file_outside_the_app_folders_is_served(served: tuple[Index, object, str, object]) -> None:
+    index, _, url, _ = served
+    base = url.rstrip("/") + "/gradio_api/file="
+    for path in ("/etc/passwd", str(Path(__file__).resolve().parents[1] / "README.md"),
+                 str(index.folder / "store.sqlite"), str(index.folder / "index.json"),
+                 get_upload_folder() + "/../../etc/passwd", "README.md", "../../../../etc/hostname"):
+        assert _status(base + quote(path)) in (403, 404), path
+    assert _status(url.rstrip("/") + "/gradio_api/file=" + quote(str(Path.home() / ".bashrc"))) in (403, 404)
+
+
+def test_upload_size_limit_over_http(served: tuple[Index, object, str, object]) -> None:
+    _, _, url, _ = served
+    boundary = "exoragboundary"
+    payload = b"x" * int(SERVER_UPLOAD_MB * 1e6 * 1.5)
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.txt\"\r\n"
+            f"Content-Type: text/plain\r\n\r\n").encode() + payload + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(url.rstrip("/") + "/gradio_api/upload", data=body, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        status = urllib.request.urlopen(request, timeout=30).status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    assert status == 413
 
 
 def _other_address() -> str | None:
@@ -167,3 +414,51 @@ def test_page_loads_nothing_from_other_hosts(served: tuple[Index, object, str, o
     # The frontend adds Google Fonts links only for its Hugging Face Spaces badge, i.e. when space_id is set.
     assert re.search(r'"space_id":\s*null', page)
     assert re.search(r'"analytics_enabled":\s*false', page)
+
+
+def test_serve_command(built_index: Path, tmp_path: Path) -> None:
+    """`exorag serve` binds 127.0.0.1 by default and answers; a bad upload limit is a clear error (exit 2)."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "EXORAG_MAX_UPLOAD_MB": "ten"}
+    bad = subprocess.run([sys.executable, "-m", "rag.cli", "serve", "--index", str(built_index)], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "upload limit must be a positive number of MB, not 'ten'" in bad.stderr
+    folder = tmp_path / "index"
+    shutil.copytree(built_index, folder)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--index", str(folder), "--port", str(port),
+                             "--max-upload-mb", "5"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError("exorag serve did not come up within 90 s")
+        assert b"Add papers" in page and b"up to 5 MB each" in page
+        result = gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False).predict(EV_QUESTION, 8,
+                                                                                          api_name="/ask")
+        assert result["citations"]
+        other = _other_address()
+        if other:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.settimeout(1.0)
+                assert s.connect_ex((other, port)) != 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_upload_into_an_unwritable_folder_is_named(writable_index: Index, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the uploads folder should be", encoding="utf-8")
+    settings = app_handlers.AppSettings(uploads=blocker / "uploads", downloads=tmp_path)
+    rows = list(app_handlers.ingest_uploads(writable_index, [received("d", "n.txt", b"Exosomes carry CD9.\n")],
+                                            settings))[-1]
+    assert rows == [("n.txt", False, f"could not be saved into {blocker / 'uploads'}: Not a directory")]

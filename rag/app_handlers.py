@@ -1,0 +1,281 @@
+"""What the browser chat's events do, as plain functions over an Index: ask, filter, export, upload, check a draft.
+
+Questions go through `rag.answer.ask` under `index.lock` (one shared SQLite connection and tokenizer), so the
+engine answers one question at a time while the Gradio queue keeps the page responsive. Uploads are trusted only
+when they are files Gradio itself received (inside its upload folder); each is checked for type and size, copied
+into the index's `uploads/` folder and ingested on its own, so every file gets its own result line.
+Exports are written into a private temporary folder, from which Gradio serves them.
+Deliberately left out: the page layout (app.py), HTML (app_html.py), and tags (a later filter).
+"""
+
+from __future__ import annotations
+
+import filecmp
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gradio.utils import get_upload_folder
+
+from . import store
+from .answer import ask
+from .cite import cite_paragraph
+from .errors import EmptyQuery, ExoragError
+from .export import export
+from .index import Index, sync_vectors
+from .ingest import ingest_paths
+from .types import Answer, Filters
+
+DEFAULT_K = 8
+MAX_K = 30
+MAX_TURNS = 30  # answers whose sources the panel keeps per conversation
+UPLOAD_TYPES = (".pdf", ".jsonl", ".txt", ".md", ".ris", ".bib")
+DEFAULT_MAX_UPLOAD_MB = 50.0
+EXAMPLE = "Which markers are used to characterise exosomes?"
+EMPTY_QUESTION = f"Please type a question about exosomes or extracellular vesicles, for example: *{EXAMPLE}*"
+SEARCHING = "*Searching the index…*"
+
+
+@dataclass(frozen=True)
+class ChoiceFilter:
+    """One multi-choice filter of the panel: the Filters field it fills, its label, and where its choices come from.
+
+    Adding a filter (e.g. tags) is one more entry in CHOICE_FILTERS plus its field on Filters.
+    """
+
+    field: str
+    label: str
+    choices: Callable[[Any], list[str]]
+
+
+CHOICE_FILTERS: tuple[ChoiceFilter, ...] = (
+    ChoiceFilter("sources", "Source", store.distinct_sources),
+    ChoiceFilter("pub_types", "Publication type", store.distinct_pub_types),
+)
+
+
+@dataclass
+class AppSettings:
+    """Where uploads and exports go and how large an upload may be."""
+
+    uploads: Path
+    downloads: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="exorag-downloads-")))
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
+
+    @classmethod
+    def for_index(cls, index: Index, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> AppSettings:
+        return cls(uploads=index.folder / "uploads", max_upload_mb=max_upload_mb)
+
+
+def empty_index_message(index: Index) -> str:
+    return (
+        f"The index in `{index.folder}` has no literature yet. Add some in the *Add papers* tab, or from a terminal:"
+        "\n\n- `exorag ingest PATH...` with PDFs, JSONL of abstracts (one record per line), .txt/.md files or folders"
+        "\n- `exorag demo` to build the demo index from the bundled exosome corpus\n\n"
+        "using the same `--index` folder, then ask again."
+    )
+
+
+class FilterError(ExoragError):
+    """A filter value the panel cannot use (e.g. a year range that ends before it starts)."""
+
+
+def _year(value: float | int | str | None, label: str) -> int | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        year = int(float(value))
+    except (TypeError, ValueError):
+        raise FilterError(f"the {label} year {value!r} is not a number") from None
+    if not 1000 <= year <= 2999:
+        raise FilterError(f"the {label} year {year} is not a plausible publication year")
+    return year
+
+
+def make_filters(year_from: float | int | str | None = None, year_to: float | int | str | None = None,
+                 *choices: list[str] | tuple[str, ...] | None) -> Filters:
+    """Filters from the panel's values: the year range, then one list per CHOICE_FILTERS entry, in order."""
+    lo, hi = _year(year_from, "from"), _year(year_to, "to")
+    if lo is not None and hi is not None and lo > hi:
+        raise FilterError(f"the year range {lo}–{hi} is empty: 'from' is after 'to'")
+    named = {f.field: tuple(v for v in (values or ()) if v) for f, values in zip(CHOICE_FILTERS, choices)}
+    return Filters(year_from=lo, year_to=hi, **named)
+
+
+def filter_choices(index: Index) -> list[list[str]]:
+    """The current choices of every CHOICE_FILTERS entry, read from the store."""
+    with index.lock:
+        return [f.choices(index.conn) for f in CHOICE_FILTERS]
+
+
+def run_question(index: Index, question: str, k: float | int | None = DEFAULT_K,
+                 filters: Filters | None = None) -> Answer | str:
+    """The engine's Answer, or a short message for the user (empty question or index, any ExoragError)."""
+    if not (question or "").strip():
+        return EMPTY_QUESTION
+    k = max(1, min(MAX_K, int(k or DEFAULT_K)))
+    try:
+        with index.lock:
+            if store.chunk_count(index.conn) == 0:
+                return empty_index_message(index)
+            return ask(index, question, k=k, filters=filters)
+    except EmptyQuery:
+        return EMPTY_QUESTION
+    except ExoragError as exc:
+        return f"Sorry, that question could not be answered: {exc}"
+
+
+EXPORTS_KEPT_S = 3600.0  # exports older than this are deleted when new ones are written (Gradio keeps its copy)
+
+
+def write_exports(answer: Answer, folder: Path) -> dict[str, Path]:
+    """BibTeX, RIS and Markdown of one answer, in a fresh subfolder of `folder`: {"bibtex": path, ...}.
+
+    Subfolders older than EXPORTS_KEPT_S are removed first, so the folder does not grow all day.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in folder.glob("answer-*"):
+        try:
+            if now - old.stat().st_mtime > EXPORTS_KEPT_S:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass  # removed by a concurrent request
+    target = Path(tempfile.mkdtemp(prefix="answer-", dir=folder))
+    out = {}
+    for fmt, name in (("bibtex", "references.bib"), ("ris", "references.ris"), ("markdown", "answer.md")):
+        path = target / name
+        path.write_text(export(answer, fmt), encoding="utf-8")  # type: ignore[arg-type]
+        out[fmt] = path
+    return out
+
+
+def check_draft(index: Index, text: str, k: float | int | None = DEFAULT_K,
+                filters: Filters | None = None) -> list[Any] | str:
+    """`cite_paragraph` over the user's draft, or a short message (empty text or index, any ExoragError)."""
+    if not (text or "").strip():
+        return "Paste a paragraph of your draft first."
+    try:
+        with index.lock:
+            if store.chunk_count(index.conn) == 0:
+                return empty_index_message(index)
+            return cite_paragraph(index, text, k=max(1, min(MAX_K, int(k or DEFAULT_K))), filters=filters)
+    except EmptyQuery:
+        return "There is no sentence to check in that text."
+    except ExoragError as exc:
+        return f"Sorry, the draft could not be checked: {exc}"
+
+
+def corpus_overview(index: Index) -> dict[str, Any]:
+    """Counts, documents by year and source, and recent additions, read under the lock."""
+    with index.lock:
+        return {"counts": store.counts(index.conn), "years": store.year_counts(index.conn),
+                "sources": store.source_counts(index.conn), "recent": store.recent_documents(index.conn, 10)}
+
+
+# Uploads
+
+
+def safe_name(name: str) -> str:
+    """A file name with only letters, digits, '.', '-' and '_', never hidden, never empty."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).lstrip("._") or "upload"
+    return stem[-120:]
+
+
+def free_target(folder: Path, name: str, source: Path) -> Path:
+    """`folder/name`, or `folder/stem-2.ext`... when a different file already has that name (same bytes: reused)."""
+    target, n = folder / name, 1
+    while target.exists() and not filecmp.cmp(target, source, shallow=False):
+        n += 1
+        target = folder / f"{Path(name).stem}-{n}{Path(name).suffix}"
+    return target
+
+
+def _received(path: Path) -> bool:
+    """Whether `path` is a file Gradio received from the browser (inside its upload folder)."""
+    try:
+        return path.resolve().is_relative_to(Path(get_upload_folder()).resolve()) and path.is_file()
+    except OSError:
+        return False
+
+
+def _human_mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def _describe(report: Any, name: str) -> tuple[bool, str]:
+    """(ok, message) for one file's IngestReport, problems named with their line numbers."""
+    problems = [f"{'line ' + str(p.line) + ': ' if p.line is not None else ''}{p.reason}"
+                for p in report.skipped + report.failed]
+    done = [f"{n} {label}" for n, label in ((report.added, "added"), (report.updated, "updated"),
+                                            (report.unchanged, "unchanged (already in the index)")) if n]
+    if not report.ingested:
+        return False, "not added: " + ("; ".join(problems) if problems else f"no document found in {name}")
+    noun = "document" if report.ingested == 1 else "documents"
+    message = f"{report.ingested} {noun}: " + ", ".join(done)
+    if problems:
+        message += f"; {len(problems)} problem(s): " + "; ".join(problems[:5]) + (" …" if len(problems) > 5 else "")
+    return True, message
+
+
+def _save_and_ingest(index: Index, path: Path, folder: Path) -> tuple[bool, str]:
+    """Copy one checked upload into `folder` and ingest it (no embedding yet): (ok, message)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        target = free_target(folder, safe_name(path.name), path)
+        existed = target.exists()
+        if not existed:
+            shutil.copyfile(path, target)
+    except OSError as exc:
+        return False, f"could not be saved into {folder}: {exc.strerror or exc}"
+    try:
+        ok, message = _describe(ingest_paths(index, [target], progress=False, embed=False), path.name)
+    except ExoragError as exc:
+        ok, message = False, f"not added: {exc}"
+    if not ok and not existed:
+        target.unlink(missing_ok=True)  # uploads/ holds only files whose documents are in the index
+    return ok, message
+
+
+def ingest_uploads(index: Index, paths: list[str | Path], settings: AppSettings,
+                   on_file: Callable[[int, int, str], None] | None = None) -> Iterator[list[tuple[str, bool, str]]]:
+    """Check, save and ingest each uploaded file; yield the growing list of (name, ok, message) after each one.
+
+    Ends with embedding the new passages (one row "(index)"). Files not received by Gradio, of other types or over
+    the size limit are refused by name; the batch goes on.
+    """
+    rows: list[tuple[str, bool, str]] = []
+    limit = int(settings.max_upload_mb * 1e6)
+    saved_any = False
+    for i, raw in enumerate(paths):
+        path = Path(raw)
+        name = path.name
+        if on_file is not None:
+            on_file(i, len(paths), name)
+        if not _received(path):
+            rows.append((name, False, "refused: not a file uploaded through this page"))
+        elif path.suffix.lower() not in UPLOAD_TYPES:
+            rows.append((name, False, f"refused: {path.suffix or 'no extension'} files are not accepted; "
+                                      f"upload {', '.join(UPLOAD_TYPES)}"))
+        elif path.stat().st_size > limit:
+            rows.append((name, False, f"refused: {_human_mb(path.stat().st_size)} is over the "
+                                      f"{settings.max_upload_mb:g} MB limit"))
+        elif path.stat().st_size == 0:
+            rows.append((name, False, "refused: the file is empty"))
+        else:
+            ok, message = _save_and_ingest(index, path, settings.uploads)
+            saved_any = saved_any or ok
+            rows.append((name, ok, message))
+        yield list(rows)
+    if saved_any:
+        if on_file is not None:
+            on_file(len(paths), len(paths), "embedding")
+        with index.lock:
+            synced = sync_vectors(index, progress=False)
+        rows.append(("(index)", True, f"{synced['added']} new passages embedded; now searchable"))
+        yield list(rows)
