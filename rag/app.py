@@ -1,12 +1,13 @@
 """The browser chat (`exorag serve`): the Gradio page over the same engine as `exorag ask`, plus a JSON API.
 
-`build_app(index, settings)` lays out the page: a filter panel (year range, source, publication type, number of
-passages) beside four tabs, *Chat* (history; each reply says "searching" at once, then quotes with `[n]` markers
+`build_app(index, settings)` lays out the page: a filter panel (year range, source, publication type, study tags,
+number of passages) beside four tabs, *Chat* (history; each reply says "searching" at once, then quotes with `[n]` markers
 that bring up the cited sentence highlighted within its passage in the sources panel; the last answer's
-references as BibTeX / RIS / Markdown downloads and as Markdown to copy), *Check my draft* (`exorag cite`),
+references as BibTeX / RIS / Markdown downloads, its evidence table (rag/table.py, one row per cited paper) as CSV /
+Markdown, and the answer as Markdown to copy), *Check my draft* (`exorag cite`),
 *Add papers* (upload PDF, JSONL, TXT, MD, RIS, BibTeX into the index with a per-file result) and *Corpus* (counts by
 year and source, recent additions). The named endpoint `/ask` takes (question, k, year_from, year_to, sources,
-pub_types) and returns `render.answer_dict` (or `{"error": ...}`), e.g.
+pub_types, tags) and returns `render.answer_dict` (or `{"error": ...}`), e.g.
 `gradio_client.Client(url).predict("Which markers ...?", 8, api_name="/ask")`.
 
 Safety: `serve` binds to 127.0.0.1 unless told otherwise, never opens a share link, sends no analytics and uses
@@ -34,6 +35,7 @@ from .app_html import SOURCES_PLACEHOLDER, answer_sources, corpus_html, draft_ht
     sources_panel, upload_html
 from .index import Index
 from .render import answer_dict
+from .table import rows_for
 
 CONCURRENCY = 4  # requests handled at once; the engine itself runs one question at a time under index.lock
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial",
@@ -119,10 +121,13 @@ def build_app(index: Index, settings: h.AppSettings | None = None) -> gr.Blocks:
     settings = settings or h.AppSettings.for_index(index)
 
     def ask_endpoint(question: str, k: int = DEFAULT_K, year_from: int | None = None, year_to: int | None = None,
-                     sources: list[str] | None = None, pub_types: list[str] | None = None) -> dict[str, Any]:
-        """Answer a question about exosomes / EVs from the index: quoted sentences with numbered citations."""
+                     sources: list[str] | None = None, pub_types: list[str] | None = None,
+                     tags: list[str] | None = None) -> dict[str, Any]:
+        """Answer a question about exosomes / EVs from the index: quoted sentences with numbered citations.
+
+        `tags` are study-tag filters as "key=value" (e.g. "design=review"), like `exorag ask --tag`."""
         try:
-            filters = h.make_filters(year_from, year_to, sources, pub_types)
+            filters = h.make_filters(year_from, year_to, sources, pub_types, tags)
         except h.FilterError as exc:
             return {"question": question, "error": f"Please fix the filters: {exc}"}
         result = h.run_question(index, question, k, filters)
@@ -134,7 +139,7 @@ def build_app(index: Index, settings: h.AppSettings | None = None) -> gr.Blocks:
                                          {"role": "assistant", "content": h.SEARCHING}]
         turns = list(turns or [])
         skip = gr.skip()
-        yield history, skip, skip, "", skip, skip, skip, skip
+        yield history, skip, skip, "", skip, skip, skip, skip, skip, skip
         try:
             filters = h.make_filters(year_from, year_to, *choices)
             result = h.run_question(index, question, k, filters)
@@ -142,16 +147,17 @@ def build_app(index: Index, settings: h.AppSettings | None = None) -> gr.Blocks:
             result = f"Please fix the filters: {exc}"
         if isinstance(result, str):
             history[-1] = {"role": "assistant", "content": result}
-            yield history, skip, skip, "", skip, skip, skip, skip
+            yield history, skip, skip, "", skip, skip, skip, skip, skip, skip
             return
         turn = turns[-1]["turn"] + 1 if turns else 1
         history[-1] = {"role": "assistant", "content": reply_markdown(result, turn, filters)}
         turns = (turns + [{"turn": turn, "question": result.question, "sources": answer_sources(result, turn)}])
         turns = turns[-h.MAX_TURNS:]
-        files = h.write_exports(result, settings.downloads) if result.citations else {}
+        files = h.write_exports(result, settings.downloads, rows_for(index, result)) if result.citations else {}
         markdown = files["markdown"].read_text(encoding="utf-8") if files else ""
         yield (history, sources_panel(turns), turns, "", _download(files.get("bibtex")), _download(files.get("ris")),
-               _download(files.get("markdown")), markdown)
+               _download(files.get("markdown")), markdown, _download(files.get("table_csv")),
+               _download(files.get("table_markdown")))
 
     def draft(text: str, k: float, year_from: str | None, year_to: str | None, *choices: list[str] | None) -> str:
         try:
@@ -213,6 +219,10 @@ def build_app(index: Index, settings: h.AppSettings | None = None) -> gr.Blocks:
                                     ris = gr.DownloadButton("RIS", interactive=False, size="sm", elem_id="exorag-ris")
                                     md_file = gr.DownloadButton("Markdown", interactive=False, size="sm",
                                                                 elem_id="exorag-markdown")
+                                    table_csv = gr.DownloadButton("Evidence table (CSV)", interactive=False,
+                                                                  size="sm", elem_id="exorag-table-csv")
+                                    table_md = gr.DownloadButton("Evidence table (Markdown)", interactive=False,
+                                                                 size="sm", elem_id="exorag-table-md")
                                 with gr.Accordion("Last answer as Markdown, with references (copy)", open=False):
                                     md_text = gr.Textbox(show_label=False, lines=8, max_lines=20, buttons=["copy"],
                                                          interactive=False, elem_id="exorag-markdown-text")
@@ -237,10 +247,12 @@ def build_app(index: Index, settings: h.AppSettings | None = None) -> gr.Blocks:
 
         filter_inputs = [k, year_from, year_to, *choice_boxes]
         question.submit(chat, [question, chatbot, turns, *filter_inputs],
-                        [chatbot, sources, turns, question, bib, ris, md_file, md_text],
+                        [chatbot, sources, turns, question, bib, ris, md_file, md_text, table_csv, table_md],
                         api_visibility="private").then(None, None, None, js=SHOW_NEWEST_JS, api_visibility="private")
-        clear.click(lambda: ([], SOURCES_PLACEHOLDER, [], "", _download(), _download(), _download(), ""), None,
-                    [chatbot, sources, turns, question, bib, ris, md_file, md_text], api_visibility="private",
+        clear.click(lambda: ([], SOURCES_PLACEHOLDER, [], "", _download(), _download(), _download(), "", _download(),
+                             _download()), None,
+                    [chatbot, sources, turns, question, bib, ris, md_file, md_text, table_csv, table_md],
+                    api_visibility="private",
                     queue=False)
         check.click(draft, [draft_box, *filter_inputs], [draft_out], api_visibility="private")
         add.click(upload, [files], [upload_out], api_visibility="private", concurrency_limit=1,

@@ -5,7 +5,8 @@ engine answers one question at a time while the Gradio queue keeps the page resp
 when they are files Gradio itself received (inside its upload folder); each is checked for type and size, copied
 into the index's `uploads/` folder and ingested on its own, so every file gets its own result line.
 Exports are written into a private temporary folder, from which Gradio serves them.
-Deliberately left out: the page layout (app.py), HTML (app_html.py), and tags (a later filter).
+Study-tag filters are "key=value" choices read from the index's tags (rag/tags.py) and checked like `--tag`.
+Deliberately left out: the page layout (app.py) and HTML (app_html.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from gradio.utils import get_upload_folder
 
-from . import store
+from . import store, table, tags
 from .answer import ask
 from .cite import cite_paragraph
 from .errors import EmptyQuery, ExoragError
@@ -51,11 +52,18 @@ class ChoiceFilter:
     field: str
     label: str
     choices: Callable[[Any], list[str]]
+    normalise: Callable[[tuple[str, ...]], tuple[str, ...]] = tuple
+
+
+def tag_choices(conn: Any) -> list[str]:
+    """'key=value' for every study tag present in the index, grouped by key, most common first."""
+    return [f"{key}={value}" for key, values in store.tag_values(conn).items() for value, _ in values]
 
 
 CHOICE_FILTERS: tuple[ChoiceFilter, ...] = (
     ChoiceFilter("sources", "Source", store.distinct_sources),
     ChoiceFilter("pub_types", "Publication type", store.distinct_pub_types),
+    ChoiceFilter("tags", "Study tags (all keys must hold)", tag_choices, tags.parse_tags),
 )
 
 
@@ -103,7 +111,10 @@ def make_filters(year_from: float | int | str | None = None, year_to: float | in
     lo, hi = _year(year_from, "from"), _year(year_to, "to")
     if lo is not None and hi is not None and lo > hi:
         raise FilterError(f"the year range {lo}–{hi} is empty: 'from' is after 'to'")
-    named = {f.field: tuple(v for v in (values or ()) if v) for f, values in zip(CHOICE_FILTERS, choices)}
+    try:
+        named = {f.field: f.normalise(tuple(v for v in (values or ()) if v)) for f, values in zip(CHOICE_FILTERS, choices)}
+    except tags.TagError as exc:
+        raise FilterError(str(exc)) from exc
     return Filters(year_from=lo, year_to=hi, **named)
 
 
@@ -133,8 +144,10 @@ def run_question(index: Index, question: str, k: float | int | None = DEFAULT_K,
 EXPORTS_KEPT_S = 3600.0  # exports older than this are deleted when new ones are written (Gradio keeps its copy)
 
 
-def write_exports(answer: Answer, folder: Path) -> dict[str, Path]:
+def write_exports(answer: Answer, folder: Path, rows: list[table.Row] | None = None) -> dict[str, Path]:
     """BibTeX, RIS and Markdown of one answer, in a fresh subfolder of `folder`: {"bibtex": path, ...}.
+
+    With `rows` (rag.table.rows_for(index, answer)), the evidence table too, as "table_csv" and "table_markdown".
 
     Subfolders older than EXPORTS_KEPT_S are removed first, so the folder does not grow all day.
     """
@@ -152,6 +165,12 @@ def write_exports(answer: Answer, folder: Path) -> dict[str, Path]:
         path = target / name
         path.write_text(export(answer, fmt), encoding="utf-8")  # type: ignore[arg-type]
         out[fmt] = path
+    if rows:
+        for fmt, name, text in (("table_csv", "evidence-table.csv", table.to_csv(rows)),
+                                ("table_markdown", "evidence-table.md", table.to_markdown(rows))):
+            path = target / name
+            path.write_text(text, encoding="utf-8")
+            out[fmt] = path
     return out
 
 

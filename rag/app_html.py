@@ -127,7 +127,7 @@ def filters_note(filters: Filters) -> str:
     if filters.year_from is not None or filters.year_to is not None:
         parts.append(f"years {filters.year_from or '…'}–{filters.year_to or '…'}")
     for label, values in (("source", filters.sources), ("journal", filters.journals),
-                          ("publication type", filters.pub_types)):
+                          ("publication type", filters.pub_types), ("tags", filters.tags)):
         if values:
             parts.append(f"{label}: {', '.join(values)}")
     return md_escape("Filters: " + "; ".join(parts))

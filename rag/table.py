@@ -17,7 +17,7 @@ from . import store
 from .answer import ask
 from .index import Index
 from .render import authors_short
-from .types import Citation, Filters
+from .types import Answer, Citation, Filters
 
 COLUMNS: tuple[str, ...] = ("n", "citation", "year", "design", "species", "source", "methods", "cargo",
                             "key_finding", "doc_id", "url")
@@ -67,18 +67,32 @@ def evidence_table(index: Index, question: str, k: int = 12, filters: Filters | 
                    expand: bool = True) -> list[Row]:
     """Rows for the papers whose sentences answer `question` (within `filters`); [] when the answer abstains."""
     answer = ask(index, question, k=k, max_sentences=k, per_doc=1, filters=filters, expand=expand)
-    if answer.abstained:
+    return rows_for(index, answer)
+
+
+def rows_for(index: Index, answer: Answer) -> list[Row]:
+    """One row per cited paper of `answer`, in citation order; [] when it abstained.
+
+    A paper quoted more than once (an ordinary answer quotes up to 2 sentences per paper) gets all its quotes, each
+    with its own `[n]`, in its key finding, so the table's numbers are the answer's.
+    """
+    if answer.abstained or not answer.citations:
         return []
     with index.lock:
         tags = store.document_tags(index.conn, (c.document.id for c in answer.citations))
-    rows = []
+    by_paper: dict[str, list[Citation]] = {}
     for c in answer.citations:
+        by_paper.setdefault(c.document.id, []).append(c)
+    rows = []
+    for quotes in by_paper.values():
+        c = quotes[0]
         t = tags.get(c.document.id, {})
         rows.append(Row(
             n=c.n, citation=short_citation(c), year=c.document.year, design=_label(t.get("design", [])),
             species=_label(t.get("species", [])), source=_label(t.get("ev_source", [])),
             methods=_label(t.get("isolation", []) + t.get("characterisation", [])), cargo=_label(t.get("cargo", [])),
-            key_finding=f"\"{c.quote}\" [{c.n}]", doc_id=c.document.id, url=c.document.url, quote=c,
+            key_finding=" ".join(f"\"{q.quote}\" [{q.n}]" for q in quotes), doc_id=c.document.id,
+            url=c.document.url, quote=c,
         ))
     return rows
 

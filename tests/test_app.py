@@ -9,7 +9,9 @@ references no external font or script host. The page in a real browser: tests/te
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import json
 import os
 import re
@@ -29,7 +31,7 @@ gradio_client = pytest.importorskip("gradio_client")
 
 from gradio.utils import get_upload_folder  # noqa: E402
 
-from rag import app, app_handlers, store  # noqa: E402
+from rag import app, app_handlers, store, table  # noqa: E402
 from rag.app_html import answer_sources, cite_anchor, corpus_html, draft_html, md_escape, reply_markdown, \
     sources_panel  # noqa: E402
 from rag.index import Index, open_index  # noqa: E402
@@ -111,6 +113,14 @@ def test_ask_endpoint_applies_filters(served: tuple[Index, object, str, object])
     assert {store.get_document(index.conn, c["doc_id"]).source for c in only_pdf["citations"]} == {"pdf"}
     wrong = client.predict(EV_QUESTION, 8, 2020, 2010, None, None, api_name="/ask")  # type: ignore[attr-defined]
     assert wrong["error"] == "Please fix the filters: the year range 2020–2010 is empty: 'from' is after 'to'"
+    reviews = client.predict(EV_QUESTION, 8, None, None, None, None, ["design=review"],
+                             api_name="/ask")  # type: ignore[attr-defined]
+    assert reviews["citations"]
+    tagged = store.document_tags(index.conn, [c["doc_id"] for c in reviews["citations"] + reviews["closest"]])
+    assert all("review" in tagged.get(c["doc_id"], {}).get("design", []) for c in reviews["citations"])
+    bad = client.predict(EV_QUESTION, 8, None, None, None, None, ["design=opinion"],
+                         api_name="/ask")  # type: ignore[attr-defined]
+    assert bad["error"].startswith("Please fix the filters: tag filter 'design=opinion': unknown value")
 
 
 def test_make_filters_and_choices(index: Index) -> None:
@@ -121,11 +131,16 @@ def test_make_filters_and_choices(index: Index) -> None:
         app_handlers.make_filters("twenty", None)
     with pytest.raises(app_handlers.FilterError, match="not a plausible publication year"):
         app_handlers.make_filters("20", None)
-    sources, pub_types = app_handlers.filter_choices(index)
+    sources, pub_types, tag_choices = app_handlers.filter_choices(index)
     assert "pdf" in sources and "ev_literature_notes_aquiles" in sources
     assert sources == sorted(sources, key=str.lower)
     assert "Journal Article" in pub_types
-    assert [f.field for f in app_handlers.CHOICE_FILTERS] == ["sources", "pub_types"]
+    assert "topic=extracellular_vesicle" in tag_choices and all("=" in t for t in tag_choices)
+    assert [f.field for f in app_handlers.CHOICE_FILTERS] == ["sources", "pub_types", "tags"]
+    tagged = app_handlers.make_filters(None, None, [], [], ["Topic=extracellular-vesicle", "design=review"])
+    assert tagged.tags == ("topic=extracellular_vesicle", "design=review")
+    with pytest.raises(app_handlers.FilterError, match="unknown key 'colour'"):
+        app_handlers.make_filters(None, None, [], [], ["colour=red"])
     assert all(hasattr(Filters(), f.field) for f in app_handlers.CHOICE_FILTERS)
 
 
@@ -199,6 +214,16 @@ def test_exports_are_written_per_answer(index: Index, tmp_path: Path) -> None:
     assert files["ris"].read_text(encoding="utf-8").count("TY  - JOUR") == len(docs)
     md = files["markdown"].read_text(encoding="utf-8")
     assert md.startswith(f"**Q:** {answer.question}") and "**References**" in md
+    assert "table_csv" not in files  # the evidence table only when its rows are given
+    rows = table.rows_for(index, answer)
+    with_table = app_handlers.write_exports(answer, tmp_path, rows)
+    csv_rows = list(csv.reader(io.StringIO(with_table["table_csv"].read_text(encoding="utf-8"))))
+    assert len(csv_rows) == 1 + len(docs) and csv_rows[0][0] == "n"
+    numbers = [int(n) for row in csv_rows[1:] for n in re.findall(r"\[(\d+)\]", row[8])]
+    assert sorted(numbers) == [c.n for c in answer.citations]  # every quote of the answer, with the answer's [n]
+    for c in answer.citations:
+        assert f'"{c.quote}" [{c.n}]' in " ".join(row[8] for row in csv_rows[1:])
+    assert with_table["table_markdown"].read_text(encoding="utf-8").count("\n") == 2 + len(docs)
     again = app_handlers.write_exports(answer, tmp_path)
     assert again["bibtex"].parent != files["bibtex"].parent and again["bibtex"].parent.parent == tmp_path
     hour_ago = time.time() - app_handlers.EXPORTS_KEPT_S - 60

@@ -11,6 +11,7 @@ Skipped, with the reason, where chromium or the playwright package is missing (`
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -124,6 +125,11 @@ def test_question_answer_and_citation_highlight(server: tuple[Index, str], page)
         pg.click("#exorag-bibtex")
     bib = Path(download.value.path()).read_text(encoding="utf-8")
     assert bib.startswith("@article{") and "title = {" in bib
+    with pg.expect_download() as download:
+        pg.click("#exorag-table-csv")
+    table_csv = Path(download.value.path()).read_text(encoding="utf-8")
+    assert table_csv.startswith("n,citation,year,design,species,EV source,methods,cargo,key finding")
+    assert re.search(r'""[^"]{20,}"" \[1\]', table_csv), table_csv[:500]  # the key finding quoted with its [n]
     pg.click("text=Last answer as Markdown, with references (copy)")
     markdown = pg.locator("#exorag-markdown-text textarea").input_value()
     assert markdown.startswith("**Q:** ") and "**References**" in markdown and "https://" in markdown
