@@ -1,7 +1,8 @@
 """Extractive answers: the best sentences of the retrieved passages, quoted verbatim, each followed by `[n]`.
 
 Every sentence of every retrieved chunk is scored against the question (cosine of MiniLM embeddings, plus a
-little credit for sharing the question's content words); the best are kept with diversity (no near-duplicates,
+little credit for sharing the question's content words, less META_PENALTY for sentences that frame the paper
+rather than state a finding: "this review focuses on...", "here we discuss..."); the best are kept with diversity (no near-duplicates,
 at most `per_doc` per paper), the strongest leads and the rest follow grouped by paper. Each Citation records the
 document and the absolute character offsets of its quote, so `document.text[char_start:char_end] == quote` always
 holds. When even the best sentence is weakly related the answer abstains and lists the closest passages instead.
@@ -23,6 +24,32 @@ ABSTAIN_BELOW = 0.50  # best sentence cosine under which we say the literature d
 KEEP_WITHIN = 0.20  # keep sentences scoring within this of the best one
 MIN_SENTENCE_CHARS = 30
 _TOKEN = re.compile(r"\w+")
+
+
+# Sentences about the paper rather than about the world ("this review focuses on...", "here we discuss...",
+# "X has attracted increasing attention") answer no question; they still count for support (abstention), but lose
+# META_PENALTY when sentences are ranked, so a finding leads the answer instead of a paper's framing.
+META_PENALTY = 0.1
+_META = re.compile(
+    r"\b(?:(?:this|the present|the current|our) (?:mini-?)?(?:review|article|chapter|paper|overview|perspective|"
+    r"commentary|editorial)s?\b"
+    r"|in this (?:review|article|chapter|paper|overview|study, we|work, we)"
+    r"|(?:here|herein|below)[, ]+we (?:review|discuss|summari[sz]e|describe|highlight|outline|present|provide|focus"
+    r"|propose|report)"
+    r"|we (?:will )?(?:review|discuss|summari[sz]e|highlight|outline) (?:the|recent|current|here)"
+    r"|(?:will|shall) (?:also )?be (?:discussed|reviewed|summari[sz]ed|presented|described|highlighted)"
+    r"|(?:is|are) (?:also )?(?:discussed|reviewed|summari[sz]ed|highlighted) (?:here|in this)"
+    r"|(?:ha(?:s|ve)|is|are) (?:become|attracted|gained|received|drawn|been gaining|gaining|been attracting)"
+    r"[^.;]{0,40}\b(?:attention|interest|focus|momentum)"
+    r"|to shed (?:some )?light (?:on|into)"
+    r"|the (?:aim|purpose|goal|objective) of this (?:review|article|chapter|paper|study))",
+    re.IGNORECASE,
+)
+
+
+def is_meta(sentence: str) -> bool:
+    """Whether a sentence frames the paper (its aim, scope or topic's popularity) rather than stating a finding."""
+    return _META.search(sentence) is not None
 
 
 def _overlap(terms: list[str], sentence: str) -> float:
@@ -62,7 +89,8 @@ def ask(
     vectors = index.embedder.encode([question] + texts, batch_size=64)
     cosines = vectors[1:] @ vectors[0]
     terms = query_terms(question)
-    scores = [float(c) + 0.1 * _overlap(terms, t) for c, t in zip(cosines, texts)]
+    scores = [float(c) + 0.1 * _overlap(terms, t) - (META_PENALTY if is_meta(t) else 0.0)
+              for c, t in zip(cosines, texts)]
     best = float(np.max(cosines))
     if best < abstain_below:
         return _abstain(question, hits, best)
