@@ -1,0 +1,42 @@
+"""Extractive answers: framing sentences ('this review focuses on...') do not lead; support is unaffected."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag import answer
+from rag.index import Index
+
+
+@pytest.mark.parametrize("sentence", [
+    "To shed light into this complex but expanding field of science, this review focuses on the definition of exosomes.",
+    "Extracellular vesicles (EVs) have become the focus of rising interest because of their numerous functions.",
+    "Here, we review recent advances in the isolation of small EVs.",
+    "In this review, we summarize the roles of exosomal miRNAs in cancer.",
+    "Their clinical applications will also be discussed.",
+    "Exosomes have attracted increasing attention as biomarkers.",
+])
+def test_framing_sentences(sentence: str) -> None:
+    assert answer.is_meta(sentence)
+
+
+@pytest.mark.parametrize("sentence", [
+    "Exosomal PD-L1 suppressed CD8 T cell function in the draining lymph node.",
+    "CD63, CD81 and TSG101 were enriched in the exosome fraction.",
+    "Reviews of 120 patients showed no difference in survival.",
+    "Whether exosomes cross the blood-brain barrier remains unknown.",
+])
+def test_findings_are_not_framing(sentence: str) -> None:
+    assert not answer.is_meta(sentence)
+
+
+def test_penalty_changes_order_not_support(index: Index, monkeypatch: pytest.MonkeyPatch) -> None:
+    question = "Which markers are used to characterise extracellular vesicles?"
+    monkeypatch.setattr(answer, "META_PENALTY", 0.0)
+    plain = answer.ask(index, question)
+    monkeypatch.setattr(answer, "META_PENALTY", 0.1)
+    penalised = answer.ask(index, question)
+    assert plain.support == pytest.approx(penalised.support)
+    assert not penalised.abstained and not answer.is_meta(penalised.citations[0].quote)
+    for c in penalised.citations:
+        assert c.document.text[c.char_start:c.char_end] == c.quote
