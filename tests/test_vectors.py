@@ -110,3 +110,38 @@ def test_wrong_dimension_and_model_are_clear_errors(tmp_path: Path) -> None:
     vectors.save()
     with pytest.raises(IndexMismatch, match="built with model 'm'"):
         open_vectors(tmp_path, "other", DIM)
+
+
+def test_real_index_migrates_past_the_threshold_and_keeps_working(built_index: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Through the real path: sync_vectors adds a few vectors to an index above the threshold, which then migrates;
+    search, filters, stats and check work on the IVF index read back from disk."""
+    import shutil
+
+    from rag.cli import main
+    from rag.index import check, open_index, sync_vectors
+    from rag.retrieve import search
+    from rag.types import Filters
+
+    folder = tmp_path / "idx"
+    shutil.copytree(built_index, folder)
+    monkeypatch.setenv("EXORAG_APPROX_THRESHOLD", "50")
+    index = open_index(folder)
+    before = search(index, "exosomal microRNA biomarkers in plasma", k=5, mode="dense")
+    assert index.vectors.kind == "flat" and index.vectors.size > 50
+    index.vectors.remove(index.vectors.ids()[:3])  # three chunks lose their vector, as after a crash
+    assert sync_vectors(index, progress=False)["added"] == 3
+    index.close()
+
+    index = open_index(folder)
+    assert index.vectors.kind == "ivf-fp16"
+    assert check(index)["consistent"] is True
+    after = search(index, "exosomal microRNA biomarkers in plasma", k=5, mode="dense")
+    assert [h.chunk.id for h in after] == [h.chunk.id for h in before]
+    hits = search(index, "extracellular vesicles drug delivery", k=5, filters=Filters(year_from=2019, year_to=2021))
+    assert hits and all(2019 <= (h.document.year or 0) <= 2021 for h in hits)
+    index.close()
+    capsys.readouterr()
+    assert main(["stats", "--json", "--index", str(folder)]) == 0
+    assert json.loads(capsys.readouterr().out)["vector_index"] == "ivf-fp16"
