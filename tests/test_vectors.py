@@ -138,7 +138,9 @@ def test_real_index_migrates_past_the_threshold_and_keeps_working(built_index: P
     assert index.vectors.kind == "ivf-fp16"
     assert check(index)["consistent"] is True
     after = search(index, "exosomal microRNA biomarkers in plasma", k=5, mode="dense")
-    assert [h.chunk.id for h in after] == [h.chunk.id for h in before]
+    # the same passages (float16 residuals and re-embedded vectors may swap near-ties), the same cosines to 1e-3
+    assert {h.chunk.id for h in after} == {h.chunk.id for h in before}
+    assert np.allclose([h.score for h in after], [h.score for h in before], atol=1e-3)
     hits = search(index, "extracellular vesicles drug delivery", k=5, filters=Filters(year_from=2019, year_to=2021))
     assert hits and all(2019 <= (h.document.year or 0) <= 2021 for h in hits)
     index.close()
