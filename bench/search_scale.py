@@ -1,23 +1,27 @@
 """Vector search at 10k, 100k and 1M chunks on synthetic clustered vectors: latency, recall@10 vs exact, memory.
 
 Usage: python bench/search_scale.py [--sizes 10000,100000,1000000] [--queries 200] [--kinds flat,ivf-fp16,ivf-sq8]
-       [--nprobe 8,16,32,64] [--dim 384]
-Vectors are normalised draws from a two-level Gaussian mixture (shared direction, topics, sub-topics, noise; real embeddings are
-clustered, not uniform), tuned so that a query's 10th neighbour has a cosine near the one real MiniLM chunks have
-(~0.56 in the SciFact index), with random pairs at cosine ~0.12 as there; queries are held-out draws of the same mixture. Each index is built with rag.vectors (`flat` exact, the
-`ivf-fp16` kind that an index migrates to past the threshold, and `ivf-sq8`, 8-bit codes, for comparison) and
-searched through `Vectors.search`, one query at a time on one thread, as `exorag search` does. Per size and kind:
-build seconds, p50/p95 latency, recall@10 against exact (FAISS flat over the same vectors), bytes per chunk of the
-saved index file (vectors or codes, ids, centroids: what the index holds in memory), and the peak RSS (getrusage)
-after each size, which includes the float32 data and the exact index of the bench itself; and the RSS of a fresh
-process that opens the saved index with rag.vectors.open_vectors and searches it (what `exorag search` would hold). A filtered search
-(an id selector keeping 10% of the chunks) is timed too.
+       [--probe 0.05,0.1,0.2,0.35] [--dim 384] [--real DIR --real-queries JSONL]...
+Vectors are normalised draws from a two-level Gaussian mixture (shared direction, topics, sub-topics, noise; real
+embeddings are clustered, not uniform), tuned so that a query's 10th neighbour has a cosine near the one real
+MiniLM chunks have (~0.56 in the SciFact index) and random pairs a cosine of ~0.12 as there. Queries are held-out
+draws of the same mixture, and harder "between-topic" queries (each the sum of two draws, whose neighbours straddle
+several inverted lists). Each index is built with rag.vectors (`flat` exact; `ivf-fp16`, the kind an index
+migrates to past the threshold; `ivf-sq8`, 8-bit codes, for comparison) and searched through `Vectors.search`,
+one query at a time on one thread, as `exorag search` does. Per size and kind: build seconds, p50/p95 latency,
+recall@10 against exact (FAISS flat over the same vectors), bytes per chunk of the saved index file (vectors or
+codes, ids, centroids), the RSS growth and peak RSS of a fresh process that opens the saved index with
+rag.vectors.open_vectors and searches it (what `exorag search` holds), and a filtered search (an id selector
+keeping 10% of the chunks). After each size: the bench's own peak RSS (getrusage; it includes the float32 data and
+the exact index). With --real DIR --real-queries JSONL the IVF recall is also checked on an index's real MiniLM
+vectors with real queries (e.g. a SciFact index and its queries.jsonl, the demo index and the BioASQ questions).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -53,12 +57,58 @@ def mixture(n: int, dim: int, seed: int, topics: int = 200, subtopics: int = 20)
     return out
 
 
+def between(n: int, dim: int, seed: int) -> np.ndarray:
+    """Harder queries: each the normalised sum of two draws of the mixture (usually of different sub-topics, so
+    their neighbours straddle several inverted lists)."""
+    a, b = mixture(n, dim, seed), mixture(n, dim, seed + 1)
+    x = a + b
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def real_check(folder: Path, queries_path: Path, probes: list[int]) -> None:
+    """IVF-fp16 recall@10 against exact on the real MiniLM vectors of an index, for real queries (the first 500 of
+    a JSONL file with a "text" field, e.g. BEIR queries.jsonl, or of a BioASQ golden-set folder's questions)."""
+    import json as _json
+
+    from rag import embed
+    from rag.index import open_index
+
+    index = open_index(folder)
+    ids, x = rv.all_vectors(index.vectors.index)
+    if queries_path.is_dir():  # a BioASQ golden-set folder: its question bodies
+        from rag.evaluate import bioasq_questions
+
+        texts = [q["body"] for q in bioasq_questions(queries_path) if q.get("body")]
+    else:
+        texts = [_json.loads(line)["text"] for line in queries_path.read_text(encoding="utf-8").splitlines()
+                 if line.strip()]
+    q = index.embedder.encode(texts[:500], batch_size=64)
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    exact = faiss.IndexFlatIP(x.shape[1])
+    exact.add(x)
+    _, pos = exact.search(q, 10)
+    truth = [set(ids[row].tolist()) for row in pos]
+    ivf = rv.build_ivf(ids, x)
+    vecs = rv.Vectors(folder=folder, model="real", dim=x.shape[1], index=ivf, trained_for=len(ids))
+    probes = sorted(set(probes) | {rv.PROBE_FRACTION})
+    print(f"\n== real: {len(ids):,} MiniLM vectors of {folder}, {len(q)} real queries of {queries_path.name}; "
+          f"ivf-fp16 nlist {ivf.nlist}")
+    for share in probes:
+        vecs.nprobe = max(1, math.ceil(share * ivf.nlist))
+        latencies, found = timed_search(vecs, q)
+        recall = statistics.fmean(len(truth[i] & set(f)) / 10 for i, f in enumerate(found))
+        print(f"   {share:4.0%} of lists ({vecs.nprobe:4d})  recall@10 {recall:.3f}  "
+              f"p50 {percentile(latencies, 0.5) * 1000:6.2f} ms")
+    index.close()
+    del embed
+
+
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 SERVE = """
-import json, resource, sys
+import json, sys
 from pathlib import Path
 import numpy as np
 from rag.vectors import open_vectors
@@ -69,12 +119,13 @@ v = open_vectors(Path(sys.argv[1]), "synthetic", int(sys.argv[2]))
 q = np.random.default_rng(0).normal(size=(20, int(sys.argv[2]))).astype(np.float32)
 for row in q:
     v.search(row / np.linalg.norm(row), 10)
-print(json.dumps([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, rss() - before]))
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps([int(hwm.split()[1]) / 1024, rss() - before]))
 """
 
 
 def serving_rss(folder: Path, dim: int) -> tuple[float, float]:
-    """(peak RSS MiB, RSS MiB added by opening the index) of a new process that opens `folder` and searches it."""
+    """(peak RSS MiB (VmHWM), RSS MiB added by opening the index) of a new process that opens `folder` and searches it."""
     done = subprocess.run([sys.executable, "-c", SERVE, str(folder), str(dim)], capture_output=True, text=True,
                           check=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
     peak, added = json.loads(done.stdout.strip().splitlines()[-1])
@@ -109,15 +160,24 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--kinds", default="flat,ivf-fp16,ivf-sq8")
-    parser.add_argument("--nprobe", default="8,16,32,64")
+    parser.add_argument("--probe", default="0.05,0.1,0.2,0.35",
+                        help="shares of the inverted lists to search (the library default is rag.vectors.PROBE_FRACTION)")
     parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--real", type=Path, action="append", default=[],
+                        help="also check IVF recall on this index folder's real vectors (repeatable)")
+    parser.add_argument("--real-queries", type=Path, action="append", default=[],
+                        help="JSONL with a 'text' field per query, or a BioASQ folder; one per --real")
     args = parser.parse_args()
+    if args.real:
+        for folder, queries_path in zip(args.real, args.real_queries):
+            real_check(folder, queries_path, [0.05, 0.1, 0.2, 0.3, 0.4])
     sizes = [int(s) for s in args.sizes.split(",")]
     kinds = args.kinds.split(",")
-    probes = [int(p) for p in args.nprobe.split(",")]
+    probes = [float(p) for p in args.probe.split(",")]
     queries = mixture(args.queries, args.dim, seed=99)
+    hard = between(args.queries, args.dim, seed=199)
     print(f"synthetic {args.dim}-dim clustered vectors; {args.queries} single queries, k=10, 1 search thread; "
-          f"library nprobe default {rv.NPROBE}")
+          f"library default: search {rv.PROBE_FRACTION:.0%} of the IVF lists")
     with tempfile.TemporaryDirectory(prefix="exorag-scale-") as scratch:
         for n in sizes:
             started = time.perf_counter()
@@ -128,9 +188,12 @@ def main() -> None:
             exact.add(x)
             top_scores, truth_pos = exact.search(queries, 10)
             truth = [set(ids[row].tolist()) for row in truth_pos]
+            hard_scores, hard_pos = exact.search(hard, 10)
+            hard_truth = [set(ids[row].tolist()) for row in hard_pos]
             del exact
             print(f"\n== {n:,} chunks (data + exact top-10 in {time.perf_counter() - started:.1f} s; "
-                  f"mean cosine of the 1st / 10th neighbour {top_scores[:, 0].mean():.2f} / {top_scores[:, 9].mean():.2f})")
+                  f"mean cosine of the 1st / 10th neighbour {top_scores[:, 0].mean():.2f} / {top_scores[:, 9].mean():.2f}; "
+                  f"between-topic queries {hard_scores[:, 0].mean():.2f} / {hard_scores[:, 9].mean():.2f})")
             allowed = ids[:: 10]
             for kind in kinds:
                 t = time.perf_counter()
@@ -153,18 +216,23 @@ def main() -> None:
                 else:
                     print(f"{head}  nlist {index.nlist}")
                     settings = probes
-                for nprobe in settings:
+                for share in settings:
+                    nprobe = None if share is None else max(1, math.ceil(share * index.nlist))
                     if nprobe is not None:
                         vecs.nprobe = nprobe
                     latencies, found = timed_search(vecs, queries)
                     recall = statistics.fmean(len(truth[i] & set(f)) / 10 for i, f in enumerate(found))
-                    label = "exact" if nprobe is None else f"nprobe {nprobe:3d}"
+                    hard_latencies, hard_found = timed_search(vecs, hard)
+                    hard_recall = statistics.fmean(len(hard_truth[i] & set(f)) / 10 for i, f in enumerate(hard_found))
+                    label = "exact" if nprobe is None else f"{share:4.0%} ({nprobe:4d})"
                     print(f"   {label:11s} p50 {percentile(latencies, 0.5) * 1000:7.2f} ms  "
-                          f"p95 {percentile(latencies, 0.95) * 1000:7.2f} ms  recall@10 {recall:.3f}")
-                vecs.nprobe = rv.NPROBE
+                          f"p95 {percentile(latencies, 0.95) * 1000:7.2f} ms  recall@10 {recall:.3f}  "
+                          f"(between-topic queries: p50 {percentile(hard_latencies, 0.5) * 1000:6.2f} ms, "
+                          f"recall@10 {hard_recall:.3f})")
+                vecs.nprobe = None  # the library default
                 latencies, found = timed_search(vecs, queries[:50], allowed)
                 assert all(set(f) <= set(allowed.tolist()) for f in found)
-                print(f"   filtered (10% of chunks allowed, nprobe {rv.NPROBE if kind != 'flat' else '-'}): "
+                print(f"   filtered (10% of chunks allowed, default lists): "
                       f"p50 {percentile(latencies, 0.5) * 1000:7.2f} ms  p95 {percentile(latencies, 0.95) * 1000:7.2f} ms")
                 del vecs, index
             del x
