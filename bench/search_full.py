@@ -1,6 +1,6 @@
 """The whole `search` and `ask` path at 100k and 1M chunks: query embedding, FAISS, FTS5 bm25, fusion, chunk fetch.
 
-Usage: python bench/search_full.py --index DIR [--chunks 100000,1000000] [--work /tmp/exorag-full] [--repeat 2]
+Usage: python bench/search_full.py --index DIR [--chunks 100000,1000000] [--work /tmp/exorag-full] [--repeat 2] [--reuse]
 DIR is a built index (e.g. the demo index; it is only read). Its store is copied into --work and its documents and
 chunks are duplicated in SQL (`copyK:<id>`, the FTS5 triggers index every copy) until the store holds the number
 of chunks asked for; each copy's vector is the original chunk's real MiniLM vector plus a little Gaussian noise
@@ -8,7 +8,9 @@ of chunks asked for; each copy's vector is the original chunk's real MiniLM vect
 migrates to IVF-fp16 on its own. The texts repeat, which makes the bm25 and dense candidate lists full of near
 duplicates: a hard case for fusion and the per-paper cap, and realistic for FTS5's posting lists (every term's
 list grows with the copies). Then `search` (k=10) and `ask` (k=8) are timed, warm, over real questions (the
-EV questions of bench/ask_latency.py and 40 BioASQ questions), with the store size, the vector kind and peak RSS.
+EV questions of bench/ask_latency.py and 40 BioASQ questions), then search's parts alone (query embedding, vector
+search, FTS5 bm25), with the store size, the vector kind and peak RSS. --reuse grows the --work store of an earlier
+run instead of starting again.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from rag import store  # noqa: E402
 from rag.answer import ask  # noqa: E402
 from rag.evaluate import bioasq_questions  # noqa: E402
 from rag.index import disk_size, open_index  # noqa: E402
-from rag.retrieve import search  # noqa: E402
+from rag.retrieve import lexical_search, normalize_query, search  # noqa: E402
 from rag.vectors import VECTORS_FILE, all_vectors  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
@@ -79,13 +81,15 @@ def main() -> None:
     parser.add_argument("--chunks", default="100000,1000000")
     parser.add_argument("--work", type=Path, default=Path("/tmp/exorag-full"))
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--reuse", action="store_true", help="keep a --work store from an earlier run and grow it")
     args = parser.parse_args()
     questions = QUESTIONS + [q["body"] for q in bioasq_questions(BIOASQ)[:40]] if BIOASQ.exists() else QUESTIONS
-    shutil.rmtree(args.work, ignore_errors=True)
-    args.work.mkdir(parents=True)
-    for name in (store.STORE_FILE, VECTORS_FILE, "index.json"):
-        shutil.copy2(args.index / name, args.work / name)
-    source = open_index(args.work)
+    if not (args.reuse and (args.work / store.STORE_FILE).exists()):
+        shutil.rmtree(args.work, ignore_errors=True)
+        args.work.mkdir(parents=True)
+        for name in (store.STORE_FILE, VECTORS_FILE, "index.json"):
+            shutil.copy2(args.index / name, args.work / name)
+    source = open_index(args.index)
     ids, vectors = all_vectors(source.vectors.index)
     originals = dict(zip(ids.tolist(), vectors))
     source.close()
@@ -96,7 +100,8 @@ def main() -> None:
         built = time.perf_counter() - started
         index = open_index(args.work)
         ask(index, questions[0])  # loads the model, the FAISS file, warms SQLite
-        timings: dict[str, list[float]] = {"search k=10": [], "ask k=8": []}
+        timings: dict[str, list[float]] = {"search k=10": [], "ask k=8": [], "  query embedding": [],
+                                           "  vectors (k=50)": [], "  FTS5 bm25 (k=50)": []}
         for _ in range(args.repeat):
             for question in questions:
                 t = time.perf_counter()
@@ -105,11 +110,21 @@ def main() -> None:
                 t = time.perf_counter()
                 ask(index, question)
                 timings["ask k=8"].append(time.perf_counter() - t)
+                query = normalize_query(question)  # the parts of search, one by one
+                t = time.perf_counter()
+                vector = index.embedder.encode([query])[0]
+                timings["  query embedding"].append(time.perf_counter() - t)
+                t = time.perf_counter()
+                index.vectors.search(vector, 50)
+                timings["  vectors (k=50)"].append(time.perf_counter() - t)
+                t = time.perf_counter()
+                lexical_search(index, query, 50)
+                timings["  FTS5 bm25 (k=50)"].append(time.perf_counter() - t)
         meta = json.loads((args.work / "index.json").read_text())
         print(f"\n== {store.chunk_count(index.conn):,} chunks, {index.vectors.size:,} vectors ({meta['kind']}), "
               f"{disk_size(args.work) / 1e9:.2f} GB on disk; grown in {built:.0f} s")
         for name, samples in timings.items():
-            print(f"{name:12s} {percentiles(samples)}")
+            print(f"{name:18s} {percentiles(samples)}")
         print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
         index.close()
     print(f"(left in {args.work}; delete it when done)")
