@@ -3,19 +3,19 @@
 Two kinds, chosen by size. "flat" (IndexIDMap2 over IndexFlatIP) is exact inner-product search on normalised
 vectors, i.e. cosine, at 1.5 KB per 384-dim vector. Once `add` takes an index past `threshold` vectors (default
 200,000, or `$EXORAG_APPROX_THRESHOLD`) it migrates to "ivf-fp16": an inverted file (IVF, nlist = 4·√n lists, at
-most 1 per 39 training vectors; k-means trained on a sample of at most 100,000 of the vectors) whose residuals
-are stored as float16, 0.78 KB per vector. A search visits 35% of the lists (`$EXORAG_NPROBE` sets a number):
-on the real MiniLM vectors of the SciFact and demo indexes with real SciFact and BioASQ questions that gives
+most 1 per 39 training vectors; k-means trained on a sample of at most 100,000 of the vectors) whose residuals are
+stored as float16, 0.78 KB per vector. A search visits 35% of the lists (`$EXORAG_NPROBE` sets a number): on the
+real MiniLM vectors of the SciFact and demo indexes (11k, 16k) with real SciFact and BioASQ questions that gives
 recall@10 >= 0.98 against exact, while 10% gives only ~0.9 (bench/search_scale.py --real); at 1M chunks it still
 scans a third of the vectors, in ~1/3 of the exact time and half the memory. 8-bit codes would halve the memory
-again but cap recall@10 near 0.98-0.99 even when every list is searched.
-The IVF keeps the chunk ids itself, so `add`, `remove` (IVF remove_ids) and filtered search (an id selector;
-nprobe is widened when the filter leaves few vectors) work on both kinds. When an IVF has grown to 4x the size it
-was trained for, it is retrained from its own decoded vectors. An index never migrates back below the threshold.
+again but cap recall@10 near 0.98-0.99 even when every list is searched. The IVF keeps the chunk ids itself, so
+`add`, `remove` (IVF remove_ids) and filtered search (an id selector; nprobe is widened when the filter leaves few
+vectors) work on both kinds. When an IVF has grown to 4x the size it was trained for, it is retrained from its own
+decoded vectors. An index never migrates back below the threshold.
 Saving writes a temporary file beside the target and renames it over, so a crash never leaves
 a torn index. Single queries run on one thread (faster than two on this class of machine).
-Deliberately left out: HNSW (no deletions in FAISS), product quantisation (recall below 0.98 without an fp32 copy
-to re-rank from), GPUs and on-disk inverted lists.
+Deliberately left out: HNSW (no deletions in FAISS), product quantisation (lossier than the 8-bit codes, which
+already cost recall, and no float32 copy is kept to re-rank from), GPUs and on-disk inverted lists.
 """
 
 from __future__ import annotations

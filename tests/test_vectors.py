@@ -148,3 +148,20 @@ def test_real_index_migrates_past_the_threshold_and_keeps_working(built_index: P
     capsys.readouterr()
     assert main(["stats", "--json", "--index", str(folder)]) == 0
     assert json.loads(capsys.readouterr().out)["vector_index"] == "ivf-fp16"
+
+
+def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.errors import ExoragError
+    from rag.vectors import APPROX_THRESHOLD, default_nprobe, default_threshold
+
+    assert default_threshold() == APPROX_THRESHOLD
+    assert default_nprobe(1000) == 350 and default_nprobe(50) == 32 and default_nprobe(10) == 10
+    monkeypatch.setenv("EXORAG_APPROX_THRESHOLD", "5000")
+    monkeypatch.setenv("EXORAG_NPROBE", "7")
+    assert default_threshold() == 5000 and default_nprobe(1000) == 7 and default_nprobe(5) == 5
+    monkeypatch.setenv("EXORAG_NPROBE", "many")
+    with pytest.raises(ExoragError, match="EXORAG_NPROBE='many'"):
+        default_nprobe(100)
+    monkeypatch.setenv("EXORAG_APPROX_THRESHOLD", "1e5")
+    with pytest.raises(ExoragError, match="EXORAG_APPROX_THRESHOLD='1e5'"):
+        default_threshold()
