@@ -243,6 +243,7 @@ def stats(index) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         "index": str(index.folder), "documents": counts["documents"], "chunks": counts["chunks"],
         "vectors": index.vectors.size if meta else 0, "model": index.model_name,
         "dim": meta.get("dim") if meta else None, "size_bytes": disk_size(index.folder), "sources": counts["sources"],
+        "vector_index": (meta.get("kind") or "flat") if meta else None,
         "consistent": drift["consistent"], "missing_vectors": drift["missing"], "stale_vectors": drift["stale"],
     }
 
@@ -255,7 +256,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     print(f"index:     {info['index']}")
     print(f"documents: {info['documents']}")
     print(f"chunks:    {info['chunks']}")
-    print(f"vectors:   {info['vectors']}")
+    print(f"vectors:   {info['vectors']} ({info['vector_index'] or 'none yet'})")
     print(f"model:     {info['model']} (dim {info['dim']})")
     print(f"size:      {_human(info['size_bytes'])}")
     if not info["consistent"]:

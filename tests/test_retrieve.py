@@ -50,3 +50,78 @@ def test_per_document_cap_and_convex_fusion(index) -> None:  # type: ignore[no-u
         ids = [h.document.id for h in hits]
         assert len(ids) == len(set(ids)) == 20
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def _old_store_with_one_document(folder: Path) -> None:
+    """A store as made before stemming: the same schema with the plain unicode61 FTS5 tokenizer."""
+    import sqlite3
+
+    from rag import store
+    from rag.types import Chunk, Document, Section
+
+    folder.mkdir(parents=True)
+    conn = sqlite3.connect(folder / store.STORE_FILE, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.executescript(store.SCHEMA.replace('tokenize="porter unicode61', 'tokenize="unicode61'))
+    text = "Exosomes are secreted vesicles. Tumour cells released them."
+    doc = Document(id="d1", text=text, sections=(Section("Abstract", 0, len(text)),), title="Secreted exosomes")
+    store.put_document(conn, doc, [Chunk("d1", 0, text, "Abstract", None, 0, len(text))])
+    assert store.lexical_search(conn, '"vesicle"', 5) == []  # unstemmed: the singular misses "vesicles"
+    conn.close()
+
+
+def test_store_made_before_stemming_is_rebuilt_on_open_and_stems(tmp_path: Path) -> None:
+    from rag import store
+
+    _old_store_with_one_document(tmp_path / "old")
+    conn = store.connect(tmp_path / "old")
+    sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'chunks_fts'").fetchone()[0]
+    assert "porter" in sql
+    for term in ('"vesicle"', '"secretion" OR "xyz"', '"releasing"', '"exosome"'):
+        hits = store.lexical_search(conn, term, 5)
+        assert [cid for cid, _ in hits] == [1], term
+    # the triggers still feed the rebuilt table
+    conn.execute("DELETE FROM chunks WHERE id = 1")
+    assert store.lexical_search(conn, '"vesicle"', 5) == []
+    conn.close()
+    store.connect(tmp_path / "old").close()  # a second open finds it done
+
+
+def test_store_that_cannot_be_rebuilt_is_a_clear_error(tmp_path: Path) -> None:
+    import sqlite3
+
+    from rag import store
+
+    _old_store_with_one_document(tmp_path / "busy")
+    writer = sqlite3.connect(tmp_path / "busy" / store.STORE_FILE, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process holds the write lock past sqlite's 5 s wait
+    try:
+        with pytest.raises(store.StoreError, match="predates stemming.*database is locked"):
+            store.connect(tmp_path / "busy")
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    store.connect(tmp_path / "busy").close()
+
+
+def test_stemmed_lexical_search_on_the_real_index(index) -> None:  # type: ignore[no-untyped-def]
+    singular = search(index, "vesicle", k=5, mode="lexical")
+    plural = search(index, "vesicles", k=5, mode="lexical")
+    assert singular and [h.chunk.id for h in singular] == [h.chunk.id for h in plural]
+
+
+def test_document_level_convex_fusion() -> None:
+    from rag.retrieve import convex
+
+    # paper A: its dense hit and its bm25 hit are different chunks (1, 2); paper B has one chunk (3) in both lists
+    dense = [(1, 0.9), (3, 0.8), (4, 0.1)]
+    lexical = [(2, 10.0), (3, 6.0), (5, 1.0)]
+    doc_of = {1: "A", 2: "A", 3: "B", 4: "C", 5: "D"}
+    chunk_level = convex(dense, lexical, alpha=0.5)
+    assert max(chunk_level, key=chunk_level.get) == 3  # chunk-level: B wins, A's evidence is split in two
+    doc_level = convex(dense, lexical, alpha=0.5, doc_of=doc_of)
+    assert max(doc_level, key=doc_level.get) in (1, 2)  # A has the best dense and the best bm25 passage
+    assert doc_level[1] == pytest.approx(1.0)  # A's best chunk carries A's document score
+    assert doc_level[2] == pytest.approx(chunk_level[2]) == pytest.approx(0.5)  # its other chunk keeps its own
+    assert doc_level[3] == pytest.approx(chunk_level[3])
+    assert convex(dense, [], alpha=0.5, doc_of=doc_of)[1] == pytest.approx(0.5)
