@@ -66,6 +66,7 @@ class IngestReport:
     failed: list[Problem] = field(default_factory=list)  # unreadable files and records
     vectors_added: int = 0
     vectors_removed: int = 0
+    vectors_while_parsing: int = 0  # of vectors_added, those the EmbedThread added before parsing was over
     seen: set[str] = field(default_factory=set)  # ids of the documents read (whatever their outcome)
 
     @property
@@ -200,7 +201,7 @@ def ingest_paths(
         bar.close()
         readers.close()
         if behind is not None:
-            report.vectors_added = behind.stop()
+            report.vectors_added = report.vectors_while_parsing = behind.stop()
     if behind is not None and behind.error is not None:
         raise behind.error
     if embed:

@@ -103,7 +103,10 @@ class ReaderProcess:
         self._process, self._conn = None, None
 
     def _died(self, path: Path) -> ParseError:
-        code = self._process.exitcode if self._process is not None else None
+        code = None
+        if self._process is not None:
+            self._process.join(timeout=5)  # the pipe closes a moment before the exit status is there to read
+            code = self._process.exitcode
         self._kill()
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
         return ParseError(str(path), f"the reader process died ({how})")
