@@ -11,7 +11,7 @@ child counts against the limit, as in-process where only the reader's own steps 
 
 The child dies with its parent (PR_SET_PDEATHSIG on Linux; elsewhere when it next reads from the closed pipe), so a
 kill -9 of `exorag ingest` leaves no reader behind, and it ignores SIGINT, so Ctrl-C is handled by the parent alone.
-Deliberately left out: several children at once (one reader child beside the embedding process suits 2 cores), a
+Deliberately left out: several children at once (one reader child beside the embedding thread suits 2 cores), a
 memory limit on the child, and readers that are not importable by module name (a spawned child imports them).
 """
 
