@@ -4,7 +4,8 @@
 anything heavy; the model and the vectors are loaded on first use, so `stats` and `show` stay instant.
 `sync_vectors` makes the FAISS file match the store: it embeds chunks that have no vector and drops vectors whose
 chunk is gone. Because chunk ids are never reused, running it after any interruption restores consistency without
-losing or duplicating a vector. Deliberately left out: parsing and chunking (ingest.py), ranking (retrieve.py).
+losing or duplicating a vector. It and `check` hold the ids as int64 arrays (8 bytes a chunk, no Python object per
+chunk) and read chunk texts in batches, so their memory beside the FAISS vectors themselves stays small. Deliberately left out: parsing and chunking (ingest.py), ranking (retrieve.py).
 """
 
 from __future__ import annotations

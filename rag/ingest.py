@@ -128,9 +128,9 @@ def _timed(items: Iterator[Document | ParseError], limit: float | None) -> Itera
         yield item
 
 
-def _items(path: Path, limit: float | None, readers: ReaderProcess | None) -> Iterator[Document | ParseError]:
+def _items(path: Path, limit: float | None, readers: ReaderProcess) -> Iterator[Document | ParseError]:
     """What the reader of `path` yields: from the reader child for ISOLATED kinds, else in-process under SIGALRM."""
-    if readers is not None and path.suffix.lower() in ISOLATED:
+    if path.suffix.lower() in ISOLATED:
         return readers.read(path, reader_module(path), limit)
     return _timed(read_path(path), limit)
 
