@@ -48,7 +48,7 @@ def child(mode: str, inputs: list[Path], folder: Path) -> dict:
     else:
         report = ingest_paths(index, inputs, progress=False, overlap=True)
         ended = time.perf_counter()
-        times = {"vectors": report.vectors_added}
+        times = {"vectors": report.vectors_added, "while_parsing": report.vectors_while_parsing}
     counts = store.counts(index.conn)
     return {"total_s": ended - started, "cpu_s": time.process_time() - cpu, "documents": counts["documents"],
             "chunks": counts["chunks"], "failed": len(report.failed), **times}
@@ -114,7 +114,8 @@ def main() -> None:
         print(f"\n{name}: {first['documents']} documents, {first['chunks']} chunks, {first['failed']} failed")
         for mode, runs in results.items():
             for r in runs:
-                extra = f"  parse {r['parse_s']:.1f} s + embed {r['embed_s']:.1f} s" if mode == "sequential" else ""
+                extra = f"  parse {r['parse_s']:.1f} s + embed {r['embed_s']:.1f} s" if mode == "sequential" else \
+                    f"  ({r.get('while_parsing', 0)} embedded while parsing)"
                 print(f"  {mode:10s} {r['total_s']:7.1f} s wall, {r['cpu_s']:7.1f} s CPU, load {r['load']:.1f}, "
                       f"{r['vectors']} vectors{extra}")
         if "sequential" in results and "overlap" in results:

@@ -3,15 +3,20 @@
 Each document is written in its own transaction (store.put_document), unchanged documents are skipped by content
 hash, and vectors are synced at the end (index.sync_vectors), so an interrupted run is resumed by running the same
 command again. Problems are collected per file (and per line) as `Problem`s; the rest of the batch goes on.
-Pipelining: while the main thread reads, chunks and stores, an rag.embed_thread.EmbedThread embeds the chunks
-already stored (onnxruntime runs without the GIL); sync_vectors then finishes the rest and drops vectors of chunks
-replaced meanwhile. `overlap=False` (or EXORAG_OVERLAP=0) embeds only after parsing, as before.
+Pipelining, optional (`overlap=True`, `exorag ingest --overlap`, EXORAG_OVERLAP=1): while the main thread reads,
+chunks and stores, an rag.embed_thread.EmbedThread embeds the chunks already stored (onnxruntime runs without the
+GIL); sync_vectors then finishes the rest and drops vectors of chunks replaced meanwhile. Off by default because it
+does not pay here (bench/ingest_overlap.py, 2 cores): embedding is ~97% of the time for abstracts and its two
+onnxruntime threads already keep both cores busy, so parsing beside it only takes turns with it (2,000 abstracts:
+best runs 62.4 s sequential, 63.5 s overlapped; 6 PDFs 4.7 s vs 4.8 s; ~4% more CPU). It pays where embedding
+leaves cores idle (more cores than EXORAG_ONNX_THREADS, or a slow reader that waits on I/O).
 Per-file time limit (`file_timeout`, counting only the reader's own time): readers of the ISOLATED kinds (PDF) run
 in a reusable child process (rag.reader_process) that is killed when the limit is past, which stops even a reader
 stuck in one C call; the other readers run in-process under SIGALRM (main thread only; elsewhere no limit), which
 Python delivers only between bytecodes. Either way the file is reported as failed with "took longer than S s" and
 the batch goes on. Chunking and storing are not timed. Progress bars: documents (rate, and an ETA against a cheap
-count of records, rag.sources.estimate_records) and embedded chunks (rate; total and ETA once parsing is over).
+count of records, rag.sources.estimate_records) and embedded chunks (rate, ETA; with overlap, the total is known
+only once parsing is over).
 Memory does not grow with the corpus except for `IngestReport.seen` (the ids read, for `exorag sync`): readers
 stream, documents are stored one by one and id lists are int64 arrays.
 Deliberately left out: parsing several files at once (2 cores: one parses, the other embeds), removal of documents
@@ -147,16 +152,17 @@ def ingest_paths(
     """Read every supported file under `paths` into the index; report what happened.
 
     `file_timeout`: seconds a reader may spend on one file (None or 0: no limit). `embed`: sync the vectors at the
-    end. `overlap`: embed in a thread while parsing goes on (default: `$EXORAG_OVERLAP` != "0", i.e. on).
+    end. `overlap`: embed in a thread while parsing goes on (default: `$EXORAG_OVERLAP` == "1", i.e. off; the
+    module docstring says why).
     """
     report = IngestReport()
     count_tokens = index.embedder.count_tokens
     files = list(expand_paths([Path(p) for p in paths], exclude=index.folder))
     expected = sum(estimate_records(path) for path in files)
-    bar = tqdm(total=expected or None, unit="doc", desc="ingesting", disable=not progress)
     if overlap is None:
-        overlap = os.environ.get("EXORAG_OVERLAP", "1") != "0"
-    behind = EmbedThread(index, progress=progress).start() if embed and overlap else None
+        overlap = os.environ.get("EXORAG_OVERLAP", "0") == "1"
+    behind = EmbedThread(index, progress=progress).start() if embed and overlap else None  # may raise IndexMismatch
+    bar = tqdm(total=expected or None, unit="doc", desc="ingesting", disable=not progress)
     readers = ReaderProcess()
 
     def note(problem: Problem, bucket: list[Problem]) -> None:
