@@ -147,3 +147,32 @@ def test_embedding_overlaps_parsing_and_the_result_equals_a_sequential_run(tmp_p
     assert [c.text for c in store.document_chunks(sequential.conn, doc)] == \
         [c.text for c in store.document_chunks(open_index(tmp_path / "overlap").conn, doc)]
     sequential.close()
+
+
+def test_kill_9_during_overlapped_ingest_then_rerun_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "some.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in corpus_records(n_head=100, n_tail=20)), encoding="utf-8")
+    reference = open_index(tmp_path / "reference")
+    ingest_paths(reference, [data], progress=False, embed=False)
+    expected = store.counts(reference.conn)
+    reference.close()
+
+    folder = tmp_path / "idx"
+    cmd = [sys.executable, "-m", "rag.cli", "ingest", str(data), "--index", str(folder), "--overlap"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True, cwd=REPO)
+    seen, deadline = "", time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and "embedding:" not in seen:
+        seen += proc.stderr.read(1) or ""  # type: ignore[union-attr]
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert "embedding:" in seen
+
+    rerun = subprocess.run(cmd + ["-q"], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    index = open_index(folder)
+    assert store.counts(index.conn) == expected
+    ids = index.vectors.ids().tolist()
+    assert len(ids) == len(set(ids)) and sorted(ids) == store.chunk_ids(index.conn)
+    index.close()
