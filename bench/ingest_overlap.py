@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -102,6 +103,13 @@ def main() -> None:
         if not files:
             sys.exit(f"no PDFs in {PDFS}")
         workloads.append((f"{len(files)} open-access PDFs", files))
+    try:
+        compare(workloads, args)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def compare(workloads: list[tuple[str, list[Path]]], args: argparse.Namespace) -> None:
     modes = args.modes.split(",")
     print(f"ONNX threads: {args.threads or 'default (physical cores)'}; {os.cpu_count()} CPUs shared with other jobs; "
           f"modes alternate, {args.repeat} run(s) each, medians compared")
