@@ -72,6 +72,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         on_problem=lambda p: tqdm.write(f"{'skipped' if p.reason.startswith('unsupported') else 'failed'}: {p}",
                                         file=sys.stderr),
         file_timeout=getattr(args, "file_timeout", None) or None,
+        overlap=True if getattr(args, "overlap", False) else None,
     )
     print(
         f"ingested {report.ingested} documents from {report.files} files "
@@ -456,6 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("--file-timeout", type=float, default=120.0, metavar="S",
                    help="abandon a file whose reader takes longer than S seconds (default 120; 0: no limit)")
+    p.add_argument("--overlap", action="store_true",
+                   help="embed in a thread while parsing goes on (also EXORAG_OVERLAP=1; no faster on 2 cores)")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("sync", parents=[common], help="make the index match a folder: add, update, remove")

@@ -63,13 +63,22 @@ class Embedder:
     model: Any  # a SentenceTransformer ("torch") or a rag.onnx_embed.OnnxEncoder
     backend: str = "torch"
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # HF fast tokenizers are not re-entrant
+    # Counting has its own lock and tokenizer object (the ONNX encoder's `counter`; a copy of the torch model's
+    # tokenizer), so that chunking in one thread never waits for an encode running in another (rag.embed_thread).
+    count_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _counter: Any = field(default=None, repr=False)
 
     def count_tokens(self, text: str) -> int:
         """Wordpieces of `text`, without the special tokens."""
-        with self.lock:
+        with self.count_lock:
             if self.backend != "torch":
                 return self.model.count_tokens(text)
-            return len(self.model.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])
+            if self._counter is None:
+                import copy
+
+                with self.lock:  # not while an encode is using the original
+                    self._counter = copy.deepcopy(self.model.tokenizer)
+            return len(self._counter(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])
 
     def encode(self, texts: list[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         if not texts:

@@ -23,6 +23,14 @@ class UnsupportedFile(ParseError):
     """A file whose kind `exorag ingest` does not read (unknown extension)."""
 
 
+class FileTimeout(ParseError):
+    """A reader spent longer than the per-file limit on one file (`limit` seconds)."""
+
+    def __init__(self, path: str, limit: float) -> None:
+        self.limit = limit
+        super().__init__(path, f"took longer than {limit:g} s; abandoned (raise --file-timeout to allow more)")
+
+
 class IndexMismatch(ExoragError):
     """The index was built with another embedding model (or dimension) than the one asked for."""
 

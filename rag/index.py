@@ -4,7 +4,8 @@
 anything heavy; the model and the vectors are loaded on first use, so `stats` and `show` stay instant.
 `sync_vectors` makes the FAISS file match the store: it embeds chunks that have no vector and drops vectors whose
 chunk is gone. Because chunk ids are never reused, running it after any interruption restores consistency without
-losing or duplicating a vector. Deliberately left out: parsing and chunking (ingest.py), ranking (retrieve.py).
+losing or duplicating a vector. It and `check` hold the ids as int64 arrays (8 bytes a chunk, no Python object per
+chunk) and read chunk texts in batches, so their memory beside the FAISS vectors themselves stays small. Deliberately left out: parsing and chunking (ingest.py), ranking (retrieve.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -73,18 +75,32 @@ def open_index(folder: Path | None = None, model: str | None = None) -> Index:
     return Index(folder=folder, model_name=wanted, conn=store.connect(folder))
 
 
-def sync_vectors(index: Index, batch_size: int = 64, progress: bool = True, save_every_s: float = 30.0) -> dict[str, int]:
-    """Embed chunks that have no vector, drop vectors of deleted chunks; save atomically as it goes."""
+def chunk_id_array(conn: sqlite3.Connection) -> np.ndarray:
+    """Every chunk id, ascending, as int64 (8 bytes a chunk; no Python object per chunk)."""
+    return np.fromiter(store.iter_chunk_ids(conn), dtype=np.int64, count=store.chunk_count(conn))
+
+
+def sync_vectors(index: Index, batch_size: int = 64, progress: bool = True, save_every_s: float = 30.0,
+                 bar: Any = None) -> dict[str, int]:
+    """Embed chunks that have no vector, drop vectors of deleted chunks; save atomically as it goes.
+
+    Memory: the id lists are int64 arrays and chunks are read `batch_size * 4` at a time. `bar`: a tqdm bar to
+    carry on (rag.embed_thread's), whose total becomes what it has counted plus what is missing now.
+    """
     vectors = index.vectors
-    have = set(vectors.ids().tolist())
-    want = store.chunk_ids(index.conn)
-    want_set = set(want)
-    stale = np.array(sorted(have - want_set), dtype=np.int64)
-    removed = vectors.remove(stale)
-    missing = [i for i in want if i not in have]
+    have = np.unique(vectors.ids())
+    want = chunk_id_array(index.conn)
+    removed = vectors.remove(have[~np.isin(have, want, assume_unique=True)])
+    missing = want[~np.isin(want, have, assume_unique=True)].tolist()
+    del have, want
     added = 0
     last_save = time.monotonic()
-    bar = tqdm(total=len(missing), unit="chunk", desc="embedding", disable=not progress or not missing)
+    own_bar = bar is None
+    if own_bar:
+        bar = tqdm(total=len(missing), unit="chunk", desc="embedding", disable=not progress or not missing)
+    else:
+        bar.total = bar.n + len(missing)
+        bar.refresh()
     try:
         step = batch_size * 4
         for start in range(0, len(missing), step):
@@ -111,12 +127,15 @@ def check(index: Index, repair: bool = False, progress: bool = False) -> dict[st
     Returns chunks, vectors, missing (chunks without a vector), stale (vectors without a chunk), consistent,
     and with `repair` the vectors added and removed. Loads the embedding model only when there is something to embed.
     """
-    have: set[int] = set()
+    have = np.zeros(0, dtype=np.int64)
     if read_meta(index.folder) is not None or (index.folder / VECTORS_FILE).exists():
-        have = set(index.vectors.ids().tolist())
-    want = set(store.chunk_ids(index.conn))
-    result: dict[str, int | bool] = {"chunks": len(want), "vectors": len(have), "missing": len(want - have),
-                                     "stale": len(have - want)}
+        have = np.unique(index.vectors.ids())
+    want = chunk_id_array(index.conn)
+    result: dict[str, int | bool] = {
+        "chunks": len(want), "vectors": len(have),
+        "missing": int((~np.isin(want, have, assume_unique=True)).sum()),
+        "stale": int((~np.isin(have, want, assume_unique=True)).sum()),
+    }
     result["consistent"] = not result["missing"] and not result["stale"]
     if repair and not result["consistent"]:
         synced = sync_vectors(index, progress=progress)

@@ -221,9 +221,10 @@ def remove_document(conn: sqlite3.Connection, doc_id: str) -> None:
         raise NotFound(f"no document with id {doc_id!r}")
 
 
-def document_origins(conn: sqlite3.Connection) -> list[tuple[str, str]]:
-    """(document id, origin) of every document, origin as recorded when it was read ('' when unknown)."""
-    return [(r[0], r[1] or "") for r in conn.execute("SELECT id, origin FROM documents ORDER BY id")]
+def document_origins(conn: sqlite3.Connection) -> Iterator[tuple[str, str]]:
+    """(document id, origin) of every document, origin as recorded when it was read ('' when unknown), streamed."""
+    for row in conn.execute("SELECT id, origin FROM documents ORDER BY id"):
+        yield row[0], row[1] or ""
 
 
 def chunk_count(conn: sqlite3.Connection) -> int:
@@ -288,6 +289,13 @@ def get_chunks(conn: sqlite3.Connection, chunk_ids: Iterable[int]) -> dict[int, 
 
 def chunk_ids(conn: sqlite3.Connection) -> list[int]:
     return [r[0] for r in conn.execute("SELECT id FROM chunks ORDER BY id")]
+
+
+def iter_chunk_ids(conn: sqlite3.Connection, after: int = 0, limit: int | None = None) -> Iterator[int]:
+    """Chunk ids greater than `after`, ascending (at most `limit`), streamed from the cursor."""
+    q = "SELECT id FROM chunks WHERE id > ? ORDER BY id" + (" LIMIT ?" if limit is not None else "")
+    for row in conn.execute(q, (after, limit) if limit is not None else (after,)):
+        yield row[0]
 
 
 def iter_chunks(conn: sqlite3.Connection, ids: list[int]) -> Iterator[tuple[Chunk, str]]:

@@ -2,7 +2,8 @@
 
 Every reader is `read(path) -> Iterator[Document | ParseError]`: it yields a ParseError *value* for a problem
 that spoils one record (a bad JSONL line) and goes on; it *raises* ParseError when the whole file is unreadable
-(a corrupt or encrypted PDF, a file that is not UTF-8). Readers never touch the store.
+(a corrupt or encrypted PDF, a file that is not UTF-8). Readers never touch the store, so any of them can run in
+a child process (rag.reader_process). `estimate_records` counts a file's records cheaply (for progress bars).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 
 from ..errors import ParseError, UnsupportedFile
 from ..types import Document
-# extension -> reader module (imported on first use, so pypdf loads only when a PDF is read)
+# extension -> reader module under rag.sources (imported on first use, so pypdf loads only when a PDF is read);
+# a name with a dot is a full module name (a reader outside this package, e.g. a test's)
 READERS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
@@ -30,13 +32,46 @@ def supported(path: Path) -> bool:
     return path.suffix.lower() in READERS
 
 
-def read_path(path: Path) -> Iterator[Document | ParseError]:
-    """Read one file with the reader its extension names; raise UnsupportedFile for any other extension."""
+def reader_module(path: Path) -> str:
+    """The full name of the module that reads `path`; raise UnsupportedFile for an extension no reader takes."""
     module = READERS.get(path.suffix.lower())
     if module is None:
         known = ", ".join(sorted(READERS))
         raise UnsupportedFile(str(path), f"unsupported file type {path.suffix or '(none)'!r}; exorag reads {known}")
-    return importlib.import_module(f"{__name__}.{module}").read(path)
+    return module if "." in module else f"{__name__}.{module}"
+
+
+def read_path(path: Path) -> Iterator[Document | ParseError]:
+    """Read one file with the reader its extension names; raise UnsupportedFile for any other extension."""
+    return importlib.import_module(reader_module(path)).read(path)
+
+
+# What starts a record, per reader, for `estimate_records`; a kind not listed holds one record per file.
+_RECORD_MARKS = {"jsonl": b"\n", "ris": b"\nER  -", "bibtex": b"\n@"}
+
+
+def estimate_records(path: Path) -> int:
+    """About how many records `path` holds (newlines of a JSONL file, ER tags of RIS, entries of BibTeX; 1 for
+    other kinds; 0 for unsupported or unreadable files), counted in 1 MiB blocks without parsing."""
+    kind = READERS.get(path.suffix.lower())
+    if kind is None:
+        return 0
+    mark = _RECORD_MARKS.get(kind)
+    if mark is None:
+        return 1
+    keep = len(mark) - 1  # bytes carried over between blocks, so that a mark split by a block edge is counted
+    count, tail, last = 0, b"\n" if keep else b"", b""  # a leading "\n": a mark on the first line counts too
+    try:
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                joined = tail + block
+                count += joined.count(mark)
+                tail, last = (joined[-keep:] if keep else b""), block[-1:]
+    except OSError:
+        return 0
+    if kind == "jsonl" and last and last != b"\n":
+        count += 1  # a last line without its newline
+    return count
 
 
 def expand_paths(paths: list[Path], exclude: Path | None = None) -> Iterator[Path]:

@@ -1,0 +1,178 @@
+"""The parse/embed overlap and the reader child process, with the real model, SQLite, FAISS and a test-only
+reader (tests/hang_reader.py) that misbehaves in ways only a process boundary contains: one long C call that
+SIGALRM cannot interrupt, a segfault."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rag import ingest, store
+from rag.index import open_index
+from rag.ingest import ingest_paths
+from rag.sources import READERS
+
+from .conftest import REPO, corpus_records
+
+TOOK_LONGER = "took longer than 0.3 s; abandoned (raise --file-timeout to allow more)"
+
+
+@pytest.fixture()
+def hang_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(READERS, ".hang", "tests.hang_reader")
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def c_loop_size(seconds: float) -> int:
+    """N for which sum(range(N)) (one C call) takes about `seconds` here and now."""
+    n, started = 10**7, time.perf_counter()
+    sum(range(n))
+    return int(n * seconds / max(time.perf_counter() - started, 1e-3))
+
+
+def test_sigalrm_waits_out_a_long_c_call_the_reader_process_kills_it(
+        tmp_path: Path, hang_kind: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    stuck = write(folder / "a_stuck.hang", f"cloop {c_loop_size(2.0)}")
+    index = open_index(tmp_path / "idx")
+
+    # In-process (SIGALRM): the alarm is due after 0.3 s but its handler runs only once the C call returns.
+    started = time.monotonic()
+    report = ingest_paths(index, [folder], progress=False, embed=False, file_timeout=0.3)
+    waited = time.monotonic() - started
+    assert [str(p) for p in report.failed] == [f"{stuck}: {TOOK_LONGER}"]
+    assert waited > 1.0, waited  # far past the limit: the C call ran to its end
+
+    # In the reader child: killed at the limit, even for a C call that would run for hours; the next file is read
+    # by a fresh child.
+    monkeypatch.setattr(ingest, "ISOLATED", ingest.ISOLATED | {".hang"})
+    write(stuck, "cloop 10000000000000")
+    write(folder / "b_quick.hang", "cloop 10")
+    started = time.monotonic()
+    report = ingest_paths(index, [folder], progress=False, embed=False, file_timeout=0.3)
+    assert time.monotonic() - started < 30
+    assert [str(p) for p in report.failed] == [f"{stuck}: {TOOK_LONGER}"]
+    assert report.seen == {"hang:a_stuck:before", "hang:b_quick:before", "hang:b_quick:after"}
+    assert report.ingested == 3
+    index.close()
+
+
+def test_a_crashing_reader_fails_only_its_file(tmp_path: Path, hang_kind: None,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest, "ISOLATED", ingest.ISOLATED | {".hang"})
+    folder = tmp_path / "in"
+    folder.mkdir()
+    crash = write(folder / "a_crash.hang", "segv")
+    write(folder / "b_fine.hang", "cloop 10")
+    write(folder / "c_note.md", "# Note\n\nExosomal miR-21 rises in plasma of glioma patients.\n")
+    index = open_index(tmp_path / "idx")
+    report = ingest_paths(index, [folder], progress=False, embed=False, file_timeout=0)  # no limit: still isolated
+    assert [str(p) for p in report.failed] == [f"{crash}: the reader process died (killed by signal 11)"]
+    assert report.added == 4  # a_crash's first document arrived before the crash; b_fine's two; the note
+    index.close()
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    except OSError:
+        return set()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_kill_9_of_ingest_leaves_no_reader_child(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write(folder / "stuck.hang", "cloop 10000000000000")
+    script = ("import sys; from pathlib import Path; from rag import ingest; from rag.index import open_index; "
+              "from rag.sources import READERS; READERS['.hang'] = 'tests.hang_reader'; ingest.ISOLATED.add('.hang'); "
+              f"ingest.ingest_paths(open_index(Path({str(tmp_path / 'idx')!r})), [Path({str(folder)!r})], "
+              "progress=False, embed=False, file_timeout=0)")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=REPO)
+    deadline, children = time.monotonic() + 60, set()
+    while time.monotonic() < deadline and not children:
+        time.sleep(0.2)
+        children = _children(proc.pid)  # the spawned reader (after spawn's own helpers have exited)
+    assert children, "no reader child appeared"
+    time.sleep(0.5)
+    proc.kill()
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{c}").exists() for c in children):
+        time.sleep(0.1)
+    alive = [c for c in children if Path(f"/proc/{c}").exists()
+             and "zombie" not in Path(f"/proc/{c}/status").read_text().lower()]
+    assert not alive, f"reader child {alive} outlived its parent"
+
+
+def test_embedding_overlaps_parsing_and_the_result_equals_a_sequential_run(tmp_path: Path, hang_kind: None) -> None:
+    """A JSONL file, then a reader that sleeps (GIL released) while the thread embeds what is stored, then a second
+    JSONL replacing one document embedded meanwhile: every chunk ends with exactly one vector, stale ones dropped."""
+    records = corpus_records(n_head=30, n_tail=0)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write(folder / "a.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    write(folder / "b_pause.hang", "sleep 6")
+    changed = dict(records[0], abstract="Exosomal PD-L1 suppresses CD8 T cells in the draining lymph node. " * 3)
+    write(folder / "c.jsonl", json.dumps(changed) + "\n")
+
+    index = open_index(tmp_path / "overlap")
+    report = ingest_paths(index, [folder], progress=False, overlap=True)
+    assert (report.added, report.updated, report.failed) == (32, 1, [])
+    assert 0 < report.vectors_while_parsing <= report.vectors_added
+    ids = index.vectors.ids().tolist()
+    assert len(ids) == len(set(ids)) and sorted(ids) == store.chunk_ids(index.conn)
+    assert report.vectors_removed == report.vectors_added - len(ids)  # the replaced document's first chunks
+    overlapped = store.counts(index.conn)
+    index.close()
+
+    sequential = open_index(tmp_path / "sequential")
+    plain = ingest_paths(sequential, [folder], progress=False, overlap=False)
+    assert plain.vectors_while_parsing == 0 and plain.vectors_added == sequential.vectors.size
+    assert store.counts(sequential.conn) == overlapped
+    doc = records[0]["id"]
+    assert [c.text for c in store.document_chunks(sequential.conn, doc)] == \
+        [c.text for c in store.document_chunks(open_index(tmp_path / "overlap").conn, doc)]
+    sequential.close()
+
+
+def test_kill_9_during_overlapped_ingest_then_rerun_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "some.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in corpus_records(n_head=100, n_tail=20)), encoding="utf-8")
+    reference = open_index(tmp_path / "reference")
+    ingest_paths(reference, [data], progress=False, embed=False)
+    expected = store.counts(reference.conn)
+    reference.close()
+
+    folder = tmp_path / "idx"
+    cmd = [sys.executable, "-m", "rag.cli", "ingest", str(data), "--index", str(folder), "--overlap"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True, cwd=REPO)
+    seen, deadline = "", time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and "embedding:" not in seen:
+        seen += proc.stderr.read(1) or ""  # type: ignore[union-attr]
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert "embedding:" in seen
+
+    rerun = subprocess.run(cmd + ["-q"], capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    index = open_index(folder)
+    assert store.counts(index.conn) == expected
+    ids = index.vectors.ids().tolist()
+    assert len(ids) == len(set(ids)) and sorted(ids) == store.chunk_ids(index.conn)
+    index.close()
