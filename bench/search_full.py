@@ -10,7 +10,8 @@ duplicates: a hard case for fusion and the per-paper cap, and realistic for FTS5
 list grows with the copies). Then `search` (k=10) and `ask` (k=8) are timed, warm, over real questions (the
 EV questions of bench/ask_latency.py and 40 BioASQ questions), then search's parts alone (query embedding, vector
 search, FTS5 bm25), with the store size, the vector kind and peak RSS. --reuse grows the --work store of an earlier
-run instead of starting again.
+run instead of starting again. --no-prune keeps very common query words on the bm25 side (by default an index of
+rag.retrieve.PRUNE_FROM chunks or more leaves them out), to measure what that pruning saves.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from rag import store  # noqa: E402
 from rag.answer import ask  # noqa: E402
 from rag.evaluate import bioasq_questions  # noqa: E402
 from rag.index import disk_size, open_index  # noqa: E402
+from rag import retrieve  # noqa: E402
 from rag.retrieve import lexical_search, normalize_query, search  # noqa: E402
 from rag.vectors import VECTORS_FILE, all_vectors  # noqa: E402
 
@@ -82,7 +84,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/exorag-full"))
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--reuse", action="store_true", help="keep a --work store from an earlier run and grow it")
+    parser.add_argument("--no-prune", action="store_true",
+                        help="keep very common words on the bm25 side at any size (rag.retrieve.PRUNE_FROM)")
     args = parser.parse_args()
+    if args.no_prune:
+        retrieve.PRUNE_FROM = 1 << 62
     questions = QUESTIONS + [q["body"] for q in bioasq_questions(BIOASQ)[:40]] if BIOASQ.exists() else QUESTIONS
     if not (args.reuse and (args.work / store.STORE_FILE).exists()):
         shutil.rmtree(args.work, ignore_errors=True)

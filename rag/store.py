@@ -13,6 +13,7 @@ and any ranking logic beyond FTS5's bm25 (see retrieve.py).
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -229,6 +230,42 @@ def document_origins(conn: sqlite3.Connection) -> Iterator[tuple[str, str]]:
 
 def chunk_count(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
+
+
+def chunk_id_bound(conn: sqlite3.Connection) -> int:
+    """The highest chunk id ever stored (ids are never reused): an upper bound of the chunk count, read in O(log n)."""
+    return int(conn.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0])
+
+
+def _vocab_tables(conn: sqlite3.Connection) -> None:
+    """Per-connection TEMP tables: an fts5vocab view of chunks_fts, and a scratch FTS5 table with the same tokenizer
+    (stems query words exactly as the index does). Nothing is written to the store file."""
+    if conn.execute("SELECT 1 FROM temp.sqlite_master WHERE name = 'chunks_vocab'").fetchone():
+        return
+    tokenizer = re.search(r'tokenize\s*=\s*"([^"]*)"', SCHEMA).group(1)  # type: ignore[union-attr]
+    conn.execute("CREATE VIRTUAL TABLE temp.chunks_vocab USING fts5vocab(main, chunks_fts, 'row')")
+    conn.execute(f"CREATE VIRTUAL TABLE temp.query_fts USING fts5(text, tokenize=\"{tokenizer}\")")
+    conn.execute("CREATE VIRTUAL TABLE temp.query_vocab USING fts5vocab(temp, query_fts, 'instance')")
+
+
+def term_chunk_counts(conn: sqlite3.Connection, words: list[str]) -> list[int | None]:
+    """For each word, the number of chunks containing its (stemmed) token; None for a word of several tokens."""
+    if not words:
+        return []
+    _vocab_tables(conn)
+    conn.execute("DELETE FROM temp.query_fts")
+    conn.executemany("INSERT INTO temp.query_fts(rowid, text) VALUES (?, ?)", list(enumerate(words)))
+    tokens: dict[int, list[str]] = {}
+    for doc, term in conn.execute("SELECT doc, term FROM temp.query_vocab"):
+        tokens.setdefault(int(doc), []).append(term)
+    conn.execute("DELETE FROM temp.query_fts")
+    single = {i: t[0] for i, t in tokens.items() if len(t) == 1}
+    counts: dict[str, int] = {}
+    if single:
+        terms = sorted(set(single.values()))
+        q = f"SELECT term, doc FROM temp.chunks_vocab WHERE term IN ({','.join('?' * len(terms))})"
+        counts = {row[0]: int(row[1]) for row in conn.execute(q, terms)}
+    return [counts.get(single[i], 0) if i in single else None for i in range(len(words))]
 
 
 def _row_to_document(row: sqlite3.Row) -> Document:

@@ -125,3 +125,32 @@ def test_document_level_convex_fusion() -> None:
     assert doc_level[2] == pytest.approx(chunk_level[2]) == pytest.approx(0.5)  # its other chunk keeps its own
     assert doc_level[3] == pytest.approx(chunk_level[3])
     assert convex(dense, [], alpha=0.5, doc_of=doc_of)[1] == pytest.approx(0.5)
+
+
+def test_term_chunk_counts_stem_like_the_index(index) -> None:  # type: ignore[no-untyped-def]
+    from rag import store
+
+    counts = store.term_chunk_counts(index.conn, ["vesicles", "vesicle", "mir-21", "xyzzyqq"])
+    assert counts[0] == counts[1] > 0  # both stem to the same token
+    assert counts[2] is None  # two tokens: a phrase, never pruned
+    assert counts[3] == 0
+    expected = index.conn.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH '\"vesicles\"'").fetchone()[0]
+    assert counts[0] == expected
+
+
+def test_very_common_words_leave_the_bm25_side_of_large_indexes(index, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from rag import retrieve, store
+
+    query = "Which vesicles carry PD-L1 zzyzx?"
+    assert retrieve.searched_terms(index, query) == retrieve.query_terms(query)  # a small index: nothing pruned
+    monkeypatch.setattr(retrieve, "PRUNE_FROM", 0)
+    size = store.chunk_id_bound(index.conn)
+    share = store.term_chunk_counts(index.conn, ["vesicles"])[0] / size
+    assert share > 0.05
+    monkeypatch.setattr(retrieve, "COMMON_TERM_SHARE", share / 2)
+    assert retrieve.searched_terms(index, query) == ["carry", "pd-l1", "zzyzx"]  # rarer words and the phrase stay
+    assert retrieve.searched_terms(index, "vesicles") == ["vesicles"]  # a single word is kept
+    monkeypatch.setattr(retrieve, "COMMON_TERM_SHARE", 0.0)
+    assert retrieve.searched_terms(index, "vesicles exosomes") == ["vesicles", "exosomes"]  # all common: all kept
+    hits = retrieve.search(index, query, k=5, mode="lexical")
+    assert hits  # the pruned query still finds passages
