@@ -125,3 +125,18 @@ def test_index_built_before_tags_is_migrated_on_open(built_index: Path, tmp_path
         assert store.migrate(idx.conn) == ["tags_version"]  # changed rules: recomputed
     finally:
         idx.close()
+
+
+def test_locked_index_that_needs_tags_is_a_clear_error(built_index: Path, tmp_path: Path) -> None:
+    old = tmp_path / "locked"
+    shutil.copytree(built_index, old)
+    db = sqlite3.connect(old / store.STORE_FILE, isolation_level=None)
+    db.execute("DELETE FROM store_meta")  # as if built before the tag rules
+    db.execute("BEGIN IMMEDIATE")  # another process holds the write lock past sqlite's 5 s wait
+    try:
+        with pytest.raises(store.StoreError, match="study tags and abbreviations.*database is locked"):
+            store.connect(old)
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    store.connect(old).close()  # once the lock is gone the same open computes them
