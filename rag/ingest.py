@@ -12,8 +12,9 @@ best runs 62.4 s sequential, 63.5 s overlapped; 6 PDFs 4.7 s vs 4.8 s; ~4% more 
 leaves cores idle (more cores than EXORAG_ONNX_THREADS, or a slow reader that waits on I/O).
 Per-file time limit (`file_timeout`, counting only the reader's own time): readers of the ISOLATED kinds (PDF) run
 in a reusable child process (rag.reader_process) that is killed when the limit is past, which stops even a reader
-stuck in one C call; the other readers run in-process under SIGALRM (main thread only; elsewhere no limit), which
-Python delivers only between bytecodes. Either way the file is reported as failed with "took longer than S s" and
+stuck in one C call; the other readers run in-process under SIGALRM, which Python delivers only between
+bytecodes, except off the main thread (the chat's uploads), where SIGALRM cannot be used and every kind goes
+through the child instead. Either way the file is reported as failed with "took longer than S s" and
 the batch goes on. Chunking and storing are not timed. Progress bars: documents (rate, and an ETA against a cheap
 count of records, rag.sources.estimate_records) and embedded chunks (rate, ETA; with overlap, the total is known
 only once parsing is over).
@@ -134,8 +135,10 @@ def _timed(items: Iterator[Document | ParseError], limit: float | None) -> Itera
 
 
 def _items(path: Path, limit: float | None, readers: ReaderProcess) -> Iterator[Document | ParseError]:
-    """What the reader of `path` yields: from the reader child for ISOLATED kinds, else in-process under SIGALRM."""
-    if path.suffix.lower() in ISOLATED:
+    """What the reader of `path` yields: from the reader child for ISOLATED kinds, and for every kind when a limit is
+    asked for off the main thread (the chat's uploads), where SIGALRM cannot serve; else in-process under SIGALRM."""
+    off_main = limit is not None and limit > 0 and not _can_time(limit)
+    if path.suffix.lower() in ISOLATED or off_main:
         return readers.read(path, reader_module(path), limit)
     return _timed(read_path(path), limit)
 

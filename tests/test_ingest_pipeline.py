@@ -176,3 +176,29 @@ def test_kill_9_during_overlapped_ingest_then_rerun_loses_and_duplicates_nothing
     ids = index.vectors.ids().tolist()
     assert len(ids) == len(set(ids)) and sorted(ids) == store.chunk_ids(index.conn)
     index.close()
+
+
+def test_off_the_main_thread_every_kind_gets_the_hard_limit(tmp_path: Path, hang_kind: None) -> None:
+    """The chat ingests uploads in a worker thread, where SIGALRM cannot be armed: the reader child serves every kind
+    there, so a stuck reader of a non-ISOLATED kind is still abandoned at the limit and the rest still goes in."""
+    import threading
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    stuck = write(folder / "a_stuck.hang", "cloop 10000000000000")
+    write(folder / "b_note.md", "# Note\n\nExosomal miR-21 rises in plasma of glioma patients.\n")
+    index = open_index(tmp_path / "idx")
+    result: dict[str, object] = {}
+
+    def work() -> None:
+        result["report"] = ingest_paths(index, [folder], progress=False, embed=False, file_timeout=0.3)
+
+    started = time.monotonic()
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive() and time.monotonic() - started < 30
+    report = result["report"]
+    assert [str(p) for p in report.failed] == [f"{stuck}: {TOOK_LONGER}"]  # type: ignore[attr-defined]
+    assert "file:b_note" in report.seen  # type: ignore[attr-defined]
+    index.close()
