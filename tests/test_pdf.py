@@ -226,3 +226,16 @@ def test_blank_pages(tmp_path: Path) -> None:
 
 def test_missing_file(tmp_path: Path) -> None:
     assert "cannot read file" in read_error(tmp_path / "absent.pdf").reason
+
+
+
+@needs_pdfs
+def test_lines_justified_by_character_spacing_keep_their_word_gaps(
+        parsed: dict[Path, tuple[Document, list[str]]]) -> None:
+    """tully2010 and agyemanduah2014 justify some lines with a large Tc pulled back by TJ offsets; pypdf alone glued
+    those lines into one word ("reactionsto,youknewwhatyoucoulddoand")."""
+    tully = next(doc for path, (doc, _) in parsed.items() if path.name.startswith("tully2010"))
+    assert "you knew what you could do and" in tully.text
+    glued = [w for doc, _ in parsed.values() for w in re.findall(r"[a-z]+", doc.text)
+             if len(w) >= 20 and re.search(r"the|and|you|was", w)]
+    assert glued == [], glued[:5]  # runs of ordinary words, such as "threenursesareondayshifts", are gone

@@ -1,7 +1,8 @@
 """Read one PDF paper into one Document, with pypdf, page by page.
 
 What it does:
-- extracts each page's text layer and cleans it: drops control characters and running headers/footers (lines that
+- extracts each page's text layer (after rag.sources.pdf_spacing folds justification by character spacing into
+  TJ offsets, so lines like "reactionsto,youknewwhat" keep their word spaces) and cleans it: drops control characters and running headers/footers (lines that
   repeat, modulo digits, in the first or last lines of many pages: journal names, licence footers, "Page 3 of 10",
   bare page numbers), re-joins words hyphenated across line breaks ("extra-\\ncellular" -> "extracellular", keeping
   the hyphen when the hyphenated form occurs elsewhere in the paper or the word before it is not lower case), joins
@@ -19,7 +20,8 @@ What it does:
 What it leaves out on purpose:
 - OCR: an image-only (scanned) PDF is refused with a ParseError, not recognised;
 - layout analysis: the reading order is pypdf's; two-column pages usually come out column by column, but figure
-  labels, tables, side bars and footnotes land where pypdf puts them; words pypdf glues together stay glued;
+  labels, tables, side bars and footnotes land where pypdf puts them; words glued together in the text layer itself
+  (no gap on the page) stay glued;
 - authors, journal and abstract-versus-body metadata: not guessed from the page layout.
 
 Errors: the whole file is refused by raising ParseError(path, reason) -- not a PDF, corrupt or truncated, encrypted
@@ -41,6 +43,7 @@ from pypdf import PageObject, PdfReader
 
 from ..errors import ParseError
 from ..types import Document, Section
+from .pdf_spacing import normalise_spacing
 
 # pypdf logs a warning for every odd object it recovers from; the ParseError we raise carries what matters.
 logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -129,6 +132,10 @@ def _extract_pages(path: Path, reader: PdfReader) -> tuple[list[str], str]:
     font_title = ""
     for number, page in enumerate(reader.pages, start=1):
         try:
+            try:
+                normalise_spacing(page)
+            except Exception:  # an odd content stream: read it as pypdf does
+                pass
             if number == 1:
                 text, font_title = _extract_first_page(page)
             else:
