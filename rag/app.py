@@ -15,13 +15,17 @@ system fonts and inline script only, so the page loads nothing from other hosts.
 upload cache (files sent by the browser, exports written by the app) and static files: `allowed_paths` is
 empty, so neither the index nor any other file can be read through it. Uploads are limited in type and size.
 Several requests are served at once (CONCURRENCY); the engine answers one question at a time under `index.lock`.
-Deliberately left out: authentication, multi-turn context (each question is answered on its own) and token
-streaming (the answer is extractive: it appears whole, after the "searching" status).
+With `serve --llm-url/--llm-model` (rag/generate.py) the chat and `/ask` answer through that model instead: its
+reply streams into the chat as an unchecked draft, then is replaced by the checked answer (every sentence must be
+supported by the passage it cites; else the extractive answer with a note). The model's request runs outside
+`index.lock`, so other questions are answered meanwhile.
+Deliberately left out: authentication and multi-turn context (each question is answered on its own).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: no telemetry, no version check
 
@@ -31,10 +35,11 @@ from typing import Any
 import gradio as gr
 
 from . import app_handlers as h
-from .app_html import SOURCES_PLACEHOLDER, answer_sources, corpus_html, draft_html, esc, reply_markdown, \
-    sources_panel, upload_html
+from .app_html import SOURCES_PLACEHOLDER, answer_sources, corpus_html, draft_html, drafting_markdown, esc, \
+    generated_markdown, reply_markdown, sources_panel, upload_html
+from .generate import LLMConfig
 from .index import Index
-from .render import answer_dict
+from .render import answer_dict, generated_dict
 from .table import rows_for
 
 CONCURRENCY = 4  # requests handled at once; the engine itself runs one question at a time under index.lock
@@ -43,6 +48,7 @@ SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Robo
 MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace"]
 EXAMPLE = h.EXAMPLE
 DEFAULT_K, MAX_K = h.DEFAULT_K, h.MAX_K
+STREAM_EVERY_S = 0.3  # how often the chat shows the model's reply so far while it writes
 
 # Clicking an in-page `[n]` link (#exorag-...) unfolds, scrolls to and highlights its source card.
 JUMP_JS = """<script>
@@ -130,6 +136,10 @@ def build_app(index: Index, settings: h.AppSettings | None = None) -> gr.Blocks:
             filters = h.make_filters(year_from, year_to, sources, pub_types, tags)
         except h.FilterError as exc:
             return {"question": question, "error": f"Please fix the filters: {exc}"}
+        if settings.llm is not None:  # `serve --llm-url`: the same as `ask --llm-url ... --json`
+            generated = h.run_generated(index, question, settings.llm, k, filters)
+            return {"question": question, "error": generated} if isinstance(generated, str) else \
+                generated_dict(generated)
         result = h.run_question(index, question, k, filters)
         return {"question": question, "error": result} if isinstance(result, str) else answer_dict(result)
 
@@ -140,9 +150,19 @@ def build_app(index: Index, settings: h.AppSettings | None = None) -> gr.Blocks:
         turns = list(turns or [])
         skip = gr.skip()
         yield history, skip, skip, "", skip, skip, skip, skip, skip, skip
+        generated = None
         try:
             filters = h.make_filters(year_from, year_to, *choices)
-            result = h.run_question(index, question, k, filters)
+            if settings.llm is None:
+                result = h.run_question(index, question, k, filters)
+            else:
+                for update in _generate_streaming(question, k, filters):
+                    if isinstance(update, str):
+                        history[-1] = {"role": "assistant", "content": drafting_markdown(update, settings.llm.model)}
+                        yield history, skip, skip, "", skip, skip, skip, skip, skip, skip
+                    else:
+                        generated = update
+                result = generated if isinstance(generated, str) else generated.answer  # type: ignore[union-attr]
         except h.FilterError as exc:
             result = f"Please fix the filters: {exc}"
         if isinstance(result, str):
@@ -150,7 +170,9 @@ def build_app(index: Index, settings: h.AppSettings | None = None) -> gr.Blocks:
             yield history, skip, skip, "", skip, skip, skip, skip, skip, skip
             return
         turn = turns[-1]["turn"] + 1 if turns else 1
-        history[-1] = {"role": "assistant", "content": reply_markdown(result, turn, filters)}
+        reply = (reply_markdown(result, turn, filters) if generated is None else
+                 generated_markdown(generated, turn, filters, settings.llm.model))  # type: ignore[union-attr]
+        history[-1] = {"role": "assistant", "content": reply}
         turns = (turns + [{"turn": turn, "question": result.question, "sources": answer_sources(result, turn)}])
         turns = turns[-h.MAX_TURNS:]
         files = h.write_exports(result, settings.downloads, rows_for(index, result)) if result.citations else {}
@@ -158,6 +180,27 @@ def build_app(index: Index, settings: h.AppSettings | None = None) -> gr.Blocks:
         yield (history, sources_panel(turns), turns, "", _download(files.get("bibtex")), _download(files.get("ris")),
                _download(files.get("markdown")), markdown, _download(files.get("table_csv")),
                _download(files.get("table_markdown")))
+
+    def _generate_streaming(question: str, k: float, filters: Any) -> Iterator[Any]:
+        """The model's reply so far (str) every STREAM_EVERY_S while it writes, then run_generated's result."""
+        latest: dict[str, Any] = {"text": "", "done": False, "result": None}
+
+        def work() -> None:
+            try:
+                latest["result"] = h.run_generated(index, question, settings.llm, k, filters,  # type: ignore[arg-type]
+                                                   on_text=lambda text: latest.__setitem__("text", text))
+            finally:
+                latest["done"] = True
+
+        worker = threading.Thread(target=work, daemon=True)
+        worker.start()
+        shown = ""
+        while not latest["done"]:
+            worker.join(STREAM_EVERY_S)
+            if latest["text"] != shown and not latest["done"]:
+                shown = latest["text"]
+                yield shown
+        yield latest["result"] if latest["result"] is not None else "Sorry, that question could not be answered."
 
     def draft(text: str, k: float, year_from: str | None, year_to: str | None, *choices: list[str] | None) -> str:
         try:
@@ -188,8 +231,14 @@ def build_app(index: Index, settings: h.AppSettings | None = None) -> gr.Blocks:
         return [gr.Dropdown(choices=c) for c in h.filter_choices(index)] + [page]
 
     with gr.Blocks(title="exorag", analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as demo:
-        gr.Markdown("## exorag\nCited answers quoted from the indexed exosome / extracellular vesicle literature, "
-                    "offline. Every sentence of an answer is a verbatim quote; click `[n]` to see it in its passage.")
+        if settings.llm is None:
+            gr.Markdown("## exorag\nCited answers quoted from the indexed exosome / extracellular vesicle literature, "
+                        "offline. Every sentence of an answer is a verbatim quote; click `[n]` to see it in its "
+                        "passage.")
+        else:
+            gr.Markdown(f"## exorag\nAnswers written by `{settings.llm.model}` from the indexed exosome / "
+                        "extracellular vesicle literature; every sentence is checked against the passage it cites "
+                        "(unsupported ones are dropped). Click `[n]` to see the supporting sentence in its passage.")
         turns = gr.State([])
         with gr.Row():
             with gr.Column(scale=1, min_width=200, elem_id="exorag-filters"):
@@ -279,7 +328,7 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, block: bo
 
 
 def serve(index: Index, host: str = "127.0.0.1", port: int = 7860,
-          max_upload_mb: float = h.DEFAULT_MAX_UPLOAD_MB) -> None:
-    """Build the page over `index` and serve it until interrupted."""
-    demo = build_app(index, h.AppSettings.for_index(index, max_upload_mb))
+          max_upload_mb: float = h.DEFAULT_MAX_UPLOAD_MB, llm: LLMConfig | None = None) -> None:
+    """Build the page over `index` and serve it until interrupted; with `llm`, the chat writes through that model."""
+    demo = build_app(index, h.AppSettings.for_index(index, max_upload_mb, llm))
     launch(demo, host=host, port=port, block=True, max_upload_mb=max_upload_mb)

@@ -28,6 +28,7 @@ from .answer import ask
 from .cite import cite_paragraph
 from .errors import EmptyQuery, ExoragError
 from .export import export
+from .generate import Generated, LLMConfig, generate
 from .index import Index, sync_vectors
 from .ingest import ingest_paths
 from .types import Answer, Filters
@@ -74,10 +75,12 @@ class AppSettings:
     uploads: Path
     downloads: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="exorag-downloads-")))
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
+    llm: LLMConfig | None = None  # the chat writes its answers through this model (verified); None: extractive
 
     @classmethod
-    def for_index(cls, index: Index, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> AppSettings:
-        return cls(uploads=index.folder / "uploads", max_upload_mb=max_upload_mb)
+    def for_index(cls, index: Index, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+                  llm: LLMConfig | None = None) -> AppSettings:
+        return cls(uploads=index.folder / "uploads", max_upload_mb=max_upload_mb, llm=llm)
 
 
 def empty_index_message(index: Index) -> str:
@@ -135,6 +138,26 @@ def run_question(index: Index, question: str, k: float | int | None = DEFAULT_K,
             if store.chunk_count(index.conn) == 0:
                 return empty_index_message(index)
             return ask(index, question, k=k, filters=filters)
+    except EmptyQuery:
+        return EMPTY_QUESTION
+    except ExoragError as exc:
+        return f"Sorry, that question could not be answered: {exc}"
+
+
+def run_generated(index: Index, question: str, llm: LLMConfig, k: float | int | None = DEFAULT_K,
+                  filters: Filters | None = None, on_text: Callable[[str], None] | None = None) -> Generated | str:
+    """`rag.generate.generate` (a verified LLM answer, or the extractive one with a note), or a short message.
+
+    Unlike `run_question` the lock is not held throughout: generate takes it for its engine steps only, so other
+    questions are answered while the model writes."""
+    if not (question or "").strip():
+        return EMPTY_QUESTION
+    k = max(1, min(MAX_K, int(k or DEFAULT_K)))
+    try:
+        with index.lock:
+            if store.chunk_count(index.conn) == 0:
+                return empty_index_message(index)
+        return generate(index, question, llm, k=k, filters=filters, on_text=on_text)
     except EmptyQuery:
         return EMPTY_QUESTION
     except ExoragError as exc:

@@ -148,6 +148,45 @@ def reply_markdown(answer: Answer, turn: int, filters: Filters) -> str:
     return body + "\n\n**References**\n\n" + "\n".join(refs) + tail
 
 
+_CHECKED_MARKERS = re.compile(r"((?:\\\[\d+\\\])+)$")  # the escaped "[1][2]" verify() puts after a sentence
+
+
+def generated_markdown(result: Any, turn: int, filters: Filters, model: str) -> str:
+    """A `rag.generate.Generated` as the chat reply: the model's checked sentences with in-page `[n]` links and the
+    references (or, when it fell back, the extractive reply with the note), then what was dropped."""
+    if result.mode != "llm":
+        note = f"*{md_escape(result.note)}*\n\n" if result.note else ""
+        return note + reply_markdown(result.answer, turn, filters)
+    answer = result.answer
+    sentences = [s for s in re.split(r"(?<=\])\s+", answer.text) if s]
+    parts = []
+    for sentence in sentences:
+        escaped = md_escape(sentence)
+        m = _CHECKED_MARKERS.search(escaped)
+        if m:
+            numbers = re.findall(r"\d+", m.group(1))
+            links = "".join(f"[[{n}]](#{cite_anchor(turn, int(n))})" for n in numbers)
+            escaped = escaped[: m.start()].rstrip() + " " + links
+        parts.append(escaped)
+    refs = [f"- {', '.join(f'[{n}]' for n in numbers)} {reference_line(doc, markdown=True)}"
+            for numbers, doc in grouped_references(answer.citations)]
+    lines = [" ".join(parts), "", "**References** (each `[n]` opens the sentence that supports it)", "", *refs, "",
+             f"*Written by {md_escape(model)} from the passages; every sentence was checked against the passage it "
+             f"cites.*"]
+    if result.dropped:
+        lines.append(f"*{len(result.dropped)} sentence(s) dropped as not supported by the passages they cite.*")
+    note = filters_note(filters)
+    if note:
+        lines.append(f"*{note}*")
+    return "\n".join(lines)
+
+
+def drafting_markdown(text: str, model: str) -> str:
+    """The model's reply while it streams: shown as an unchecked draft, replaced by the checked answer."""
+    return (f"*{md_escape(model)} is writing; not yet checked against the passages…*\n\n"
+            f"<span class='exorag-muted'>{esc(text)}</span>")
+
+
 def draft_html(sentences: list[Any]) -> str:
     """`cite_paragraph`'s result: the draft with suggested `[n]` per sentence (or a 'no support' badge), then each
     suggested source with its quote highlighted in context."""

@@ -438,10 +438,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"error: the upload limit must be a positive number of MB, not {raw!r} "
               "(--max-upload-mb or $EXORAG_MAX_UPLOAD_MB)", file=sys.stderr)
         return 2
+    from .generate import config_from
+
+    llm = config_from(args.llm_url, args.llm_model, args.llm_key, args.llm_timeout, stream=not args.llm_no_stream,
+                      unsupported=args.llm_unsupported)  # None without a URL: then nothing leaves the machine
     from .app import serve
 
-    serve(_open(args), host=args.host, port=args.port, max_upload_mb=max_upload_mb)
+    serve(_open(args), host=args.host, port=args.port, max_upload_mb=max_upload_mb, llm=llm)
     return 0
+
+
+def _add_llm_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("generative mode (an OpenAI-compatible chat endpoint; off unless a URL is set)")
+    g.add_argument("--llm-url", metavar="URL",
+                   help="base URL, e.g. http://127.0.0.1:11434/v1 (default $EXORAG_LLM_URL)")
+    g.add_argument("--llm-model", metavar="NAME", help="model name (default $EXORAG_LLM_MODEL)")
+    g.add_argument("--llm-key", metavar="KEY", help="API key (default $EXORAG_LLM_KEY, else $OPENAI_API_KEY)")
+    g.add_argument("--llm-timeout", type=float, metavar="S",
+                   help="seconds to wait for the reply to start or continue (default 120)")
+    g.add_argument("--llm-no-stream", action="store_true", help="ask for one JSON reply instead of a stream")
+    g.add_argument("--llm-unsupported", choices=["drop", "mark"], default="drop",
+                   help="sentences the passages do not support: drop them (default) or keep them marked")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -496,16 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the cited works in this format (markdown: the answer with its references)")
     _add_filter_flags(p)
     _add_expand_flag(p)
-    g = p.add_argument_group("generative mode (an OpenAI-compatible chat endpoint; off unless a URL is set)")
-    g.add_argument("--llm-url", metavar="URL",
-                   help="base URL, e.g. http://127.0.0.1:11434/v1 (default $EXORAG_LLM_URL)")
-    g.add_argument("--llm-model", metavar="NAME", help="model name (default $EXORAG_LLM_MODEL)")
-    g.add_argument("--llm-key", metavar="KEY", help="API key (default $EXORAG_LLM_KEY, else $OPENAI_API_KEY)")
-    g.add_argument("--llm-timeout", type=float, metavar="S",
-                   help="seconds to wait for the reply to start or continue (default 120)")
-    g.add_argument("--llm-no-stream", action="store_true", help="ask for one JSON reply instead of a stream")
-    g.add_argument("--llm-unsupported", choices=["drop", "mark"], default="drop",
-                   help="sentences the passages do not support: drop them (default) or keep them marked")
+    _add_llm_flags(p)
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("cite", parents=[common], help="suggest citations from the index for each sentence of a text")
@@ -585,6 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--max-upload-mb", metavar="MB",
                    help="largest file the page accepts for upload (default 50, or $EXORAG_MAX_UPLOAD_MB)")
+    _add_llm_flags(p)
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -26,7 +26,7 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -178,7 +178,7 @@ def _content_of(payload: Any, stream: bool) -> str:
     return content or ""
 
 
-def _read_sse(lines: Iterable[bytes | str]) -> str:
+def _read_sse(lines: Iterable[bytes | str], on_text: Callable[[str], None] | None = None) -> str:
     pieces = []
     for raw in lines:
         line = raw.decode("utf-8", "replace").strip() if isinstance(raw, bytes) else raw.strip()
@@ -192,6 +192,8 @@ def _read_sse(lines: Iterable[bytes | str]) -> str:
         except ValueError as exc:
             raise LLMError(f"malformed response: an event is not JSON ({data[:80]!r})") from exc
         pieces.append(_content_of(payload, stream=True))
+        if on_text is not None and pieces[-1]:
+            on_text("".join(pieces))
     return "".join(pieces)
 
 
@@ -207,8 +209,10 @@ def _limited_lines(response: http.client.HTTPResponse) -> Iterator[bytes]:
         yield line
 
 
-def chat(config: LLMConfig, messages: list[dict[str, str]]) -> str:
-    """The model's reply to `messages`; LLMError on timeout, connection or HTTP errors, and malformed answers."""
+def chat(config: LLMConfig, messages: list[dict[str, str]], on_text: Callable[[str], None] | None = None) -> str:
+    """The model's reply to `messages`; LLMError on timeout, connection or HTTP errors, and malformed answers.
+
+    `on_text` gets the reply so far after each streamed piece (unverified: for showing progress only)."""
     body = json.dumps({"model": config.model, "messages": messages, "stream": config.stream, "temperature": 0})
     headers = {"Content-Type": "application/json", "Accept": "text/event-stream, application/json",
                "User-Agent": "exorag/0.1"}
@@ -219,7 +223,7 @@ def chat(config: LLMConfig, messages: list[dict[str, str]]) -> str:
     try:
         with urllib.request.urlopen(request, timeout=config.timeout) as response:  # noqa: S310 - user-set URL
             if response.headers.get_content_type() == "text/event-stream":
-                text = _read_sse(_limited_lines(response))
+                text = _read_sse(_limited_lines(response), on_text)
             else:
                 raw = response.read(MAX_RESPONSE_BYTES + 1)
                 if len(raw) > MAX_RESPONSE_BYTES:
@@ -336,23 +340,30 @@ def _check(clean: str, cited: list[int], row: dict[int, Support], passages: list
 
 def generate(
     index: Index, question: str, config: LLMConfig, k: int = 8, filters: Filters | None = None,
+    on_text: Callable[[str], None] | None = None,
 ) -> Generated:
-    """A verified LLM answer from the top `k` passages, or the extractive answer with a note saying why not."""
+    """A verified LLM answer from the top `k` passages, or the extractive answer with a note saying why not.
+
+    The engine's steps (search, verification, the fallback) run under `index.lock`; the request to the model does
+    not, so other questions are answered while it writes. `on_text`: see `chat`."""
     question = normalize_query(question)
-    hits = search(index, question, k=k, filters=filters)
+    with index.lock:
+        hits = search(index, question, k=k, filters=filters)
 
     def fallback(note: str, rejected: tuple[Rejected, ...] = ()) -> Generated:
-        plain = extractive.ask(index, question, k=k, filters=filters)
+        with index.lock:
+            plain = extractive.ask(index, question, k=k, filters=filters)
         return Generated(answer=plain, mode="extractive", note=note, rejected=rejected,
                          unsupported=config.unsupported)
 
     if not hits:
         return fallback("no passages found, so the LLM was not asked; showing the extractive answer")
     try:
-        reply = chat(config, build_messages(question, hits))
+        reply = chat(config, build_messages(question, hits), on_text)
     except LLMError as exc:
         return fallback(f"LLM unavailable ({exc}); showing the extractive answer")
-    text, citations, rejected = verify(index, reply, hits, config.unsupported)
+    with index.lock:
+        text, citations, rejected = verify(index, reply, hits, config.unsupported)
     if not citations:
         return fallback("LLM answer discarded: none of its sentences is supported by the passages it cites; "
                         "showing the extractive answer", rejected)

@@ -200,3 +200,43 @@ def test_draft_tab_and_filters(page) -> None:  # type: ignore[no-untyped-def]
     expect(bot).to_contain_text("deep venous thrombosis prophylaxis in trauma")
     assert "ev_literature" not in pg.locator("#exorag-sources details[open]").inner_text()
     pg.screenshot(path=str(SHOTS / "exorag-filtered.png"))
+
+
+def test_generative_chat_streams_a_draft_then_the_checked_answer(built_index: Path, page) -> None:  # type: ignore[no-untyped-def]
+    """`serve --llm-url`: the model's words appear as they come, marked unchecked; then the checked answer, whose
+    [n] open their sources like the extractive ones (the model is test_generate's fake, on 127.0.0.1)."""
+    from rag import app_handlers
+    from rag.generate import config_from
+
+    from .test_generate import QUESTION, FakeLLM
+
+    fake = FakeLLM()
+    fake.behaviour = "trickle"
+    index = open_index(built_index)
+    llm = config_from(fake.url, "fake-model", timeout=10.0, env={})
+    demo = app.build_app(index, app_handlers.AppSettings.for_index(index, llm=llm))
+    url = app.launch(demo, host="127.0.0.1", port=free_port(), block=False)
+    expect = sync_api.expect
+    try:
+        pg = page.context.browser.new_page(viewport={"width": 1500, "height": 1000})  # the module's chromium
+        try:
+            pg.goto(url)
+            pg.wait_for_selector("#exorag-question textarea")
+            pg.fill("#exorag-question textarea", QUESTION)
+            pg.press("#exorag-question textarea", "Enter")
+            bot = pg.locator("#exorag-chat .message-row.bot-row").last
+            expect(bot).to_contain_text("not yet checked against the passages", timeout=ANSWER_WAIT_MS)
+            pg.screenshot(path=str(SHOTS / "exorag-llm-drafting.png"))
+            expect(bot).to_contain_text("Written by fake-model", timeout=ANSWER_WAIT_MS)
+            expect(bot).not_to_contain_text("ten minutes")  # the invented sentence did not survive the check
+            marker = bot.locator("a[href^='#exorag-cite-']").first
+            target = marker.get_attribute("href")[1:]
+            marker.click()
+            expect(pg.locator(f"#{target}")).to_have_class("exorag-source exorag-active")
+            pg.screenshot(path=str(SHOTS / "exorag-llm-answer.png"))
+        finally:
+            pg.close()
+    finally:
+        demo.close()
+        index.close()
+        fake.server.shutdown()

@@ -99,6 +99,8 @@ class FakeLLM:
             for event in events:
                 handler.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
                 handler.wfile.flush()
+                if self.behaviour == "trickle":  # a model that writes slowly enough to watch (the chat tests)
+                    time.sleep(0.05)
             handler.wfile.write(b"data: [DONE]\n\n")
 
     @staticmethod

@@ -1,0 +1,94 @@
+"""The chat's generative mode (`serve --llm-url`): against the fake OpenAI-compatible server of test_generate, on
+127.0.0.1, with the real model and index. The reply streams as an unchecked draft, the checked answer replaces
+it, `/ask` returns `ask --json`'s generative shape, and the model's request does not hold the index lock."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+gradio_client = pytest.importorskip("gradio_client")
+
+from rag import app, app_handlers  # noqa: E402
+from rag.app_html import answer_sources, cite_anchor, drafting_markdown, generated_markdown  # noqa: E402
+from rag.generate import config_from  # noqa: E402
+from rag.index import Index, open_index  # noqa: E402
+from rag.types import Filters  # noqa: E402
+
+from .test_app import free_port  # noqa: E402
+from .test_generate import QUESTION, FakeLLM, good_answer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeLLM]:
+    server = FakeLLM()
+    yield server
+    server.server.shutdown()
+
+
+@pytest.fixture()
+def llm(fake: FakeLLM):  # type: ignore[no-untyped-def]
+    fake.behaviour, fake.reply = "stream", good_answer
+    fake.requests.clear()
+    return config_from(fake.url, "fake-model", timeout=5.0, env={})
+
+
+def test_streamed_draft_then_checked_answer(index: Index, llm) -> None:  # type: ignore[no-untyped-def]
+    drafts: list[str] = []
+    result = app_handlers.run_generated(index, QUESTION, llm, 8, Filters(), on_text=drafts.append)
+    assert not isinstance(result, str) and result.mode == "llm"
+    assert len(drafts) > 3 and all(b.startswith(a) for a, b in zip(drafts, drafts[1:]))  # it grew piece by piece
+    assert "ten minutes" in drafts[-1]  # the draft is the raw reply, invention included ...
+    reply = generated_markdown(result, 1, Filters(), "fake-model")
+    assert "ten minutes" not in reply  # ... the checked answer is not
+    assert "1 sentence(s) dropped" in reply or "sentence(s) dropped" in reply
+    anchors = set(re.findall(r"\(#(exorag-cite-1-\d+)\)", reply))
+    cards = set(re.findall(r"id='(exorag-cite-1-\d+)'|id=\"(exorag-cite-1-\d+)\"", answer_sources(result.answer, 1)))
+    cards = {a or b for a, b in cards}
+    assert anchors and anchors <= cards, (anchors, cards)  # every [n] opens a source card of this answer
+    for c in result.answer.citations:
+        assert c.document.text[c.char_start:c.char_end] == c.quote
+        assert f"(#{cite_anchor(1, c.n)})" in reply
+    assert "not yet checked" in drafting_markdown(drafts[-1], "fake-model")
+
+
+def test_falls_back_with_a_note_when_the_model_fails(index: Index, llm, fake: FakeLLM) -> None:  # type: ignore[no-untyped-def]
+    fake.behaviour = "error"
+    result = app_handlers.run_generated(index, QUESTION, llm, 8, Filters())
+    assert not isinstance(result, str) and result.mode == "extractive"
+    reply = generated_markdown(result, 1, Filters(), "fake-model")
+    assert reply.startswith("*LLM unavailable (HTTP 500") and "**References**" in reply
+
+
+def test_the_lock_is_free_while_the_model_writes(index: Index, llm, fake: FakeLLM) -> None:  # type: ignore[no-untyped-def]
+    fake.behaviour = "slow"  # the fake waits 2 s before answering
+    started = time.monotonic()
+    worker = threading.Thread(target=app_handlers.run_generated, args=(index, QUESTION, llm, 8, Filters()))
+    worker.start()
+    time.sleep(0.5)
+    other = app_handlers.run_question(index, "Which markers are used to characterise extracellular vesicles?", 8)
+    answered_after = time.monotonic() - started
+    worker.join(30)
+    assert not isinstance(other, str) and other.citations
+    assert answered_after < 2.0, answered_after  # not queued behind the model's 2 s
+
+
+def test_ask_endpoint_in_generative_mode(built_index: Path, llm) -> None:  # type: ignore[no-untyped-def]
+    index = open_index(built_index)
+    demo = app.build_app(index, app_handlers.AppSettings.for_index(index, llm=llm))
+    url = app.launch(demo, host="127.0.0.1", port=free_port(), block=False)
+    try:
+        client = gradio_client.Client(url, verbose=False)
+        result = client.predict(QUESTION, 8, api_name="/ask")  # type: ignore[attr-defined]
+        assert result["mode"] == "llm" and result["citations"] and result["dropped"]
+        for c in result["citations"]:
+            doc = index.conn.execute("SELECT text FROM documents WHERE id = ?", (c["doc_id"],)).fetchone()[0]
+            assert doc[c["char_start"]:c["char_end"]] == c["quote"]
+    finally:
+        demo.close()  # type: ignore[attr-defined]
+        index.close()
