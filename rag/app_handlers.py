@@ -127,9 +127,9 @@ def filter_choices(index: Index) -> list[list[str]]:
         return [f.choices(index.conn) for f in CHOICE_FILTERS]
 
 
-def run_question(index: Index, question: str, k: float | int | None = DEFAULT_K,
-                 filters: Filters | None = None) -> Answer | str:
-    """The engine's Answer, or a short message for the user (empty question or index, any ExoragError)."""
+def _guarded(index: Index, question: str, k: float | int | None, run: Callable[[int], Any], hold_lock: bool) -> Any:
+    """`run(k)` with k clamped, or a short message (empty question or index, any ExoragError); `hold_lock` keeps
+    index.lock for the whole run (the extractive engine), else only for the empty-index check."""
     if not (question or "").strip():
         return EMPTY_QUESTION
     k = max(1, min(MAX_K, int(k or DEFAULT_K)))
@@ -137,11 +137,19 @@ def run_question(index: Index, question: str, k: float | int | None = DEFAULT_K,
         with index.lock:
             if store.chunk_count(index.conn) == 0:
                 return empty_index_message(index)
-            return ask(index, question, k=k, filters=filters)
+            if hold_lock:
+                return run(k)
+        return run(k)
     except EmptyQuery:
         return EMPTY_QUESTION
     except ExoragError as exc:
         return f"Sorry, that question could not be answered: {exc}"
+
+
+def run_question(index: Index, question: str, k: float | int | None = DEFAULT_K,
+                 filters: Filters | None = None) -> Answer | str:
+    """The engine's Answer, or a short message for the user (empty question or index, any ExoragError)."""
+    return _guarded(index, question, k, lambda n: ask(index, question, k=n, filters=filters), hold_lock=True)
 
 
 def run_generated(index: Index, question: str, llm: LLMConfig, k: float | int | None = DEFAULT_K,
@@ -150,18 +158,8 @@ def run_generated(index: Index, question: str, llm: LLMConfig, k: float | int | 
 
     Unlike `run_question` the lock is not held throughout: generate takes it for its engine steps only, so other
     questions are answered while the model writes."""
-    if not (question or "").strip():
-        return EMPTY_QUESTION
-    k = max(1, min(MAX_K, int(k or DEFAULT_K)))
-    try:
-        with index.lock:
-            if store.chunk_count(index.conn) == 0:
-                return empty_index_message(index)
-        return generate(index, question, llm, k=k, filters=filters, on_text=on_text)
-    except EmptyQuery:
-        return EMPTY_QUESTION
-    except ExoragError as exc:
-        return f"Sorry, that question could not be answered: {exc}"
+    return _guarded(index, question, k, lambda n: generate(index, question, llm, k=n, filters=filters,
+                                                           on_text=on_text), hold_lock=False)
 
 
 EXPORTS_KEPT_S = 3600.0  # exports older than this are deleted when new ones are written (Gradio keeps its copy)
