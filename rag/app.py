@@ -122,6 +122,31 @@ def _download(path: Any = None) -> gr.DownloadButton:
     return gr.DownloadButton(value=str(path) if path else None, interactive=bool(path))
 
 
+def stream_generated(index: Index, llm: LLMConfig, question: str, k: float, filters: Any) -> Iterator[tuple[str, Any]]:
+    """("draft", the model's reply so far) every STREAM_EVERY_S while it writes, then ("done", run_generated's
+    result: a Generated or a message; an unexpected error in the worker becomes a message too)."""
+    latest: dict[str, Any] = {"text": "", "done": False, "result": None}
+
+    def work() -> None:
+        try:
+            latest["result"] = h.run_generated(index, question, llm, k, filters,
+                                               on_text=lambda text: latest.__setitem__("text", text))
+        except Exception as exc:  # not an ExoragError (those are messages already): say so, do not hang
+            latest["result"] = f"Sorry, that question could not be answered: {type(exc).__name__}: {exc}"
+        finally:
+            latest["done"] = True
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    shown = ""
+    while not latest["done"]:
+        worker.join(STREAM_EVERY_S)
+        if latest["text"] != shown and not latest["done"]:
+            shown = latest["text"]
+            yield "draft", shown
+    yield "done", latest["result"]
+
+
 def build_app(index: Index, settings: h.AppSettings | None = None) -> gr.Blocks:
     """The page and the `/ask` API over `index`."""
     settings = settings or h.AppSettings.for_index(index)
@@ -156,13 +181,15 @@ def build_app(index: Index, settings: h.AppSettings | None = None) -> gr.Blocks:
             if settings.llm is None:
                 result = h.run_question(index, question, k, filters)
             else:
-                for update in _generate_streaming(question, k, filters):
-                    if isinstance(update, str):
+                result = "Sorry, that question could not be answered."
+                for kind, update in stream_generated(index, settings.llm, question, k, filters):
+                    if kind == "draft":
                         history[-1] = {"role": "assistant", "content": drafting_markdown(update, settings.llm.model)}
                         yield history, skip, skip, "", skip, skip, skip, skip, skip, skip
+                    elif isinstance(update, str):  # a message: empty question or index, an error
+                        result = update
                     else:
-                        generated = update
-                result = generated if isinstance(generated, str) else generated.answer  # type: ignore[union-attr]
+                        generated, result = update, update.answer
         except h.FilterError as exc:
             result = f"Please fix the filters: {exc}"
         if isinstance(result, str):
@@ -180,27 +207,6 @@ def build_app(index: Index, settings: h.AppSettings | None = None) -> gr.Blocks:
         yield (history, sources_panel(turns), turns, "", _download(files.get("bibtex")), _download(files.get("ris")),
                _download(files.get("markdown")), markdown, _download(files.get("table_csv")),
                _download(files.get("table_markdown")))
-
-    def _generate_streaming(question: str, k: float, filters: Any) -> Iterator[Any]:
-        """The model's reply so far (str) every STREAM_EVERY_S while it writes, then run_generated's result."""
-        latest: dict[str, Any] = {"text": "", "done": False, "result": None}
-
-        def work() -> None:
-            try:
-                latest["result"] = h.run_generated(index, question, settings.llm, k, filters,  # type: ignore[arg-type]
-                                                   on_text=lambda text: latest.__setitem__("text", text))
-            finally:
-                latest["done"] = True
-
-        worker = threading.Thread(target=work, daemon=True)
-        worker.start()
-        shown = ""
-        while not latest["done"]:
-            worker.join(STREAM_EVERY_S)
-            if latest["text"] != shown and not latest["done"]:
-                shown = latest["text"]
-                yield shown
-        yield latest["result"] if latest["result"] is not None else "Sorry, that question could not be answered."
 
     def draft(text: str, k: float, year_from: str | None, year_to: str | None, *choices: list[str] | None) -> str:
         try:

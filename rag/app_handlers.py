@@ -12,6 +12,7 @@ Deliberately left out: the page layout (app.py) and HTML (app_html.py).
 from __future__ import annotations
 
 import filecmp
+import math
 import re
 import shutil
 import tempfile
@@ -127,12 +128,23 @@ def filter_choices(index: Index) -> list[list[str]]:
         return [f.choices(index.conn) for f in CHOICE_FILTERS]
 
 
+def clamp_k(k: float | int | str | None) -> int:
+    """The number of passages: DEFAULT_K when unset or not a finite number, else rounded into 1..MAX_K."""
+    try:
+        value = float(k) if k not in (None, "") else float(DEFAULT_K)
+    except (TypeError, ValueError):
+        value = float(DEFAULT_K)
+    if not math.isfinite(value):
+        value = float(DEFAULT_K)
+    return max(1, min(MAX_K, int(value) or DEFAULT_K))
+
+
 def _guarded(index: Index, question: str, k: float | int | None, run: Callable[[int], Any], hold_lock: bool) -> Any:
     """`run(k)` with k clamped, or a short message (empty question or index, any ExoragError); `hold_lock` keeps
     index.lock for the whole run (the extractive engine), else only for the empty-index check."""
     if not (question or "").strip():
         return EMPTY_QUESTION
-    k = max(1, min(MAX_K, int(k or DEFAULT_K)))
+    k = clamp_k(k)
     try:
         with index.lock:
             if store.chunk_count(index.conn) == 0:
@@ -204,7 +216,7 @@ def check_draft(index: Index, text: str, k: float | int | None = DEFAULT_K,
         with index.lock:
             if store.chunk_count(index.conn) == 0:
                 return empty_index_message(index)
-            return cite_paragraph(index, text, k=max(1, min(MAX_K, int(k or DEFAULT_K))), filters=filters)
+            return cite_paragraph(index, text, k=clamp_k(k), filters=filters)
     except EmptyQuery:
         return "There is no sentence to check in that text."
     except ExoragError as exc:

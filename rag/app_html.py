@@ -183,8 +183,10 @@ def generated_markdown(result: Any, turn: int, filters: Filters, model: str) -> 
 
 def drafting_markdown(text: str, model: str) -> str:
     """The model's reply while it streams: shown as an unchecked draft, replaced by the checked answer."""
+    # md_escape, not just HTML escaping: the model's text must not become links or images (a remote image would be
+    # a request to another host), nor headings or lists; line breaks fold into spaces.
     return (f"*{md_escape(model)} is writing; not yet checked against the passages…*\n\n"
-            f"<span class='exorag-muted'>{esc(text)}</span>")
+            f"<span class='exorag-muted'>{md_escape(' '.join(text.split()))}</span>")
 
 
 def draft_html(sentences: list[Any]) -> str:

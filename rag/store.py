@@ -83,6 +83,7 @@ def connect(folder: Path) -> sqlite3.Connection:
     """Open (creating if needed) the store in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / STORE_FILE
+    conn: sqlite3.Connection | None = None
     try:
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         conn.row_factory = sqlite3.Row
@@ -90,14 +91,20 @@ def connect(folder: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.executescript(SCHEMA)
+        _stem_fts(conn, path)
+        try:
+            migrate(conn)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: the study tags and abbreviations of this store must be computed once, which "
+                             f"failed ({exc}); open it where it can be written") from exc
     except sqlite3.DatabaseError as exc:
+        if conn is not None:
+            conn.close()
         raise StoreError(f"{path}: not a usable exorag store ({exc})") from exc
-    _stem_fts(conn, path)
-    try:
-        migrate(conn)
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path}: the study tags and abbreviations of this store must be computed once, which "
-                         f"failed ({exc}); open it where it can be written") from exc
+    except BaseException:
+        if conn is not None:
+            conn.close()  # a StoreError from the FTS rebuild or the migration, or Ctrl-C: no connection left open
+        raise
     return conn
 
 

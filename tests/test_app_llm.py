@@ -46,7 +46,7 @@ def test_streamed_draft_then_checked_answer(index: Index, llm) -> None:  # type:
     assert "ten minutes" in drafts[-1]  # the draft is the raw reply, invention included ...
     reply = generated_markdown(result, 1, Filters(), "fake-model")
     assert "ten minutes" not in reply  # ... the checked answer is not
-    assert "1 sentence(s) dropped" in reply or "sentence(s) dropped" in reply
+    assert "sentence(s) dropped" in reply
     anchors = set(re.findall(r"\(#(exorag-cite-1-\d+)\)", reply))
     cards = set(re.findall(r"id='(exorag-cite-1-\d+)'|id=\"(exorag-cite-1-\d+)\"", answer_sources(result.answer, 1)))
     cards = {a or b for a, b in cards}
@@ -92,3 +92,42 @@ def test_ask_endpoint_in_generative_mode(built_index: Path, llm) -> None:  # typ
     finally:
         demo.close()  # type: ignore[attr-defined]
         index.close()
+
+
+def _chat_fn(demo):  # type: ignore[no-untyped-def]
+    """The page's chat event handler (a generator), as Gradio calls it."""
+    return next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "chat")
+
+
+def test_generative_chat_messages_never_crash(index: Index, llm, fake: FakeLLM, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    chat = _chat_fn(app.build_app(index, app_handlers.AppSettings.for_index(index, llm=llm)))
+    choices = [[] for _ in app_handlers.CHOICE_FILTERS]
+    for question in ("", "   "):
+        *_, last = chat(question, [], [], 8, "", "", *choices)
+        assert last[0][-1]["content"] == app_handlers.EMPTY_QUESTION
+    empty = open_index(tmp_path / "empty")
+    try:
+        chat_empty = _chat_fn(app.build_app(empty, app_handlers.AppSettings.for_index(empty, llm=llm)))
+        *_, last = chat_empty(QUESTION, [], [], 8, "", "", *choices)
+        assert "exorag ingest" in last[0][-1]["content"]
+    finally:
+        empty.close()
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("worker fell over")
+
+    monkeypatch.setattr(app_handlers, "generate", broken)
+    *_, last = chat(QUESTION, [], [], 8, "", "", *choices)
+    assert last[0][-1]["content"] == "Sorry, that question could not be answered: RuntimeError: worker fell over"
+    *_, last = chat(QUESTION, [], [], float("nan"), "", "", *choices)  # a NaN k is the default, not a traceback
+    assert "RuntimeError" in last[0][-1]["content"]
+
+
+def test_draft_text_cannot_become_links_images_or_headings() -> None:
+    draft = drafting_markdown("See ![x](http://203.0.113.9/?q=secret) and [here](http://203.0.113.9)\n# Big\n- item",
+                              "fake-model")
+    body = draft.split("\n\n", 1)[1]
+    assert "\n" not in body
+    assert "\\!\\[x\\]" in body or "\\[x\\]" in body  # the brackets are escaped: no image, no link
+    assert "](http" not in body.replace("\\]", "")  # no unescaped "](" left
