@@ -10,7 +10,7 @@ offset that follows it, and the array is shown with `Tc` 0. The glyphs and their
 way the gap is expressed changes, so pypdf sees a word gap where the page shows one.
 Deliberately left out: plain letter-spacing (a heading set with tracking is left as pypdf reads it), `Tj` strings
 (one string cannot pull glyphs back), word spacing (`Tw`, which pypdf already honours for byte 32), vertical
-writing.
+writing, and text in Type0 fonts whose CMap is not Identity (codes of mixed length: left as pypdf reads them).
 """
 
 from __future__ import annotations
@@ -30,13 +30,16 @@ def _needs_work(data: bytes) -> bool:
     return any(abs(float(m.group(1))) >= MIN_TC_EM for m in _TC.finditer(data))
 
 
-def _two_byte_fonts(page: PageObject) -> set[str]:
+def _code_widths(page: PageObject) -> dict[str, int]:
+    """Bytes per character code of each font of the page: 2 for Type0 fonts with an Identity CMap, 0 (unknown: leave
+    its text alone) for other Type0 fonts, whose CMaps may mix 1- to 4-byte codes; fonts not listed are 1."""
     fonts = ((page.get("/Resources") or {}).get("/Font") or {})
-    out = set()
+    out = {}
     for name, ref in fonts.items():
         try:
-            if ref.get_object().get("/Subtype") == "/Type0":
-                out.add(str(name))
+            font = ref.get_object()
+            if font.get("/Subtype") == "/Type0":
+                out[str(name)] = 2 if str(font.get("/Encoding")) in ("/Identity-H", "/Identity-V") else 0
         except Exception:  # a broken font entry: treat as one-byte
             continue
     return out
@@ -76,7 +79,8 @@ def _rewrite(array: list[Any], shift: float, width: int) -> ArrayObject | None:
         for glyph in _glyphs(raw, width):
             out.append(ByteStringObject(glyph))
             out.append(FloatObject(shift))
-    gaps = [float(x) for x, nxt in zip(out, out[1:]) if isinstance(x, FloatObject) and not isinstance(nxt, FloatObject)]
+    gaps = [float(x) for before, x, nxt in zip(out, out[1:], out[2:])  # offsets between two glyphs only
+            if isinstance(x, FloatObject) and not isinstance(before, FloatObject) and not isinstance(nxt, FloatObject)]
     cancelled = sum(1 for g in gaps if abs(g) < 0.3 * abs(shift))
     if not gaps or cancelled < PULLED_BACK * len(gaps):
         return None
@@ -92,7 +96,7 @@ def normalise_spacing(page: PageObject) -> bool:
     if not _needs_work(data):
         return False
     stream = ContentStream(contents, page.pdf, "bytes")  # strings as bytes, as pypdf's own text extraction reads them
-    two_byte = _two_byte_fonts(page)
+    widths = _code_widths(page)
     tc, size, width = 0.0, 1.0, 1
     saved: list[tuple[float, float, int]] = []
     changed = False
@@ -104,12 +108,12 @@ def normalise_spacing(page: PageObject) -> bool:
             tc, size, width = saved.pop()
         elif operator == b"Tf" and len(operands) == 2:
             size = abs(float(operands[1])) or 1.0
-            width = 2 if str(operands[0]) in two_byte else 1
+            width = widths.get(str(operands[0]), 1)
         elif operator == b"Tc" and operands:
             tc = float(operands[0])
         elif operator == b'"' and len(operands) == 3:
             tc = float(operands[1])
-        elif operator == b"TJ" and operands and abs(tc) >= MIN_TC_EM * size:
+        elif operator == b"TJ" and operands and width and abs(tc) >= MIN_TC_EM * size:
             rewritten = _rewrite(list(operands[0]), -tc * 1000.0 / size, width)
             if rewritten is not None:  # shown with Tc 0, then Tc as it was for what follows
                 operations += [([FloatObject(0)], b"Tc"), ([rewritten], b"TJ"), ([FloatObject(tc)], b"Tc")]
