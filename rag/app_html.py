@@ -42,14 +42,9 @@ def draft_anchor(n: int) -> str:
 
 def links(doc: Document) -> str:
     """Links to PubMed, DOI and PMC where known; else the file name of a local document."""
-    found = []
-    if doc.pmid:
-        found.append((f"PubMed {doc.pmid}", f"https://pubmed.ncbi.nlm.nih.gov/{doc.pmid}/"))
-    if doc.doi:
-        found.append((f"doi:{doc.doi}", f"https://doi.org/{doc.doi}"))
-    if doc.pmcid:
-        found.append((doc.pmcid, f"https://www.ncbi.nlm.nih.gov/pmc/articles/{doc.pmcid}/"))
-    out = [f'<a href="{esc(url)}" target="_blank" rel="noopener noreferrer">{esc(label)}</a>' for label, url in found]
+    labels = {"pmid": f"PubMed {doc.pmid}", "doi": f"doi:{doc.doi}", "pmcid": doc.pmcid}
+    out = [f'<a href="{esc(url)}" target="_blank" rel="noopener noreferrer">{esc(labels[kind])}</a>'
+           for kind, url in doc.links]
     if not out and doc.origin:
         out.append(f"<code>{esc(Path(doc.origin).name)}</code>")
     return " · ".join(out)

@@ -80,12 +80,10 @@ def reference_line(doc: Document, markdown: bool = False) -> str:
     if doc.journal:
         parts.append(doc.journal.rstrip(".") + ".")
     links = []
-    if doc.pmid:
-        url = f"https://pubmed.ncbi.nlm.nih.gov/{doc.pmid}/"
-        links.append(f"[PMID {doc.pmid}]({url})" if markdown else f"PMID {doc.pmid} {url}")
-    if doc.doi:
-        url = f"https://doi.org/{doc.doi}"
-        links.append(f"[doi:{doc.doi}]({url})" if markdown else f"doi:{doc.doi} {url}")
+    for kind, url in doc.links:
+        label = {"pmid": f"PMID {doc.pmid}", "doi": f"doi:{doc.doi}"}.get(kind)
+        if label:  # PMC is left to the chat's source cards
+            links.append(f"[{label}]({url})" if markdown else f"{label} {url}")
     if not links and doc.source in ("pdf", "text") and doc.origin:
         links.append(Path(doc.origin).name)  # a local file: its name, not the full path
     return " ".join(parts + ["; ".join(links)]).strip()

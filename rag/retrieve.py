@@ -65,7 +65,7 @@ def query_terms(query: str) -> list[str]:
 
 def fts_expression(query: str, terms: list[str] | None = None) -> str:
     """An FTS5 MATCH expression that ORs one quoted phrase per query term (no user syntax passes through)."""
-    return " OR ".join('"' + term.replace('"', '""') + '"' for term in (query_terms(query) if terms is None else terms))
+    return phrases_expression(query_terms(query) if terms is None else terms)
 
 
 def searched_terms(index: Index, query: str) -> list[str]:
@@ -85,7 +85,7 @@ def searched_terms(index: Index, query: str) -> list[str]:
 
 
 def phrases_expression(phrases: list[str]) -> str:
-    """An FTS5 MATCH expression that ORs quoted phrases (each already plain lower-case words)."""
+    """An FTS5 MATCH expression that ORs quoted phrases (quotes doubled, blank phrases left out)."""
     return " OR ".join('"' + p.replace('"', '""') + '"' for p in phrases if p.strip())
 
 

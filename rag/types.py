@@ -51,15 +51,23 @@ class Document:
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     @property
+    def links(self) -> list[tuple[str, str]]:
+        """(identifier kind, public URL) for each identifier known: "pmid" (PubMed), "doi", "pmcid" (PMC), in that
+        order. The one place those URLs are built."""
+        found = []
+        if self.pmid:
+            found.append(("pmid", f"https://pubmed.ncbi.nlm.nih.gov/{self.pmid}/"))
+        if self.doi:
+            found.append(("doi", f"https://doi.org/{self.doi}"))
+        if self.pmcid:
+            found.append(("pmcid", f"https://www.ncbi.nlm.nih.gov/pmc/articles/{self.pmcid}/"))
+        return found
+
+    @property
     def url(self) -> str:
         """The best public link: PubMed, else DOI, else PMC; empty when none is known."""
-        if self.pmid:
-            return f"https://pubmed.ncbi.nlm.nih.gov/{self.pmid}/"
-        if self.doi:
-            return f"https://doi.org/{self.doi}"
-        if self.pmcid:
-            return f"https://www.ncbi.nlm.nih.gov/pmc/articles/{self.pmcid}/"
-        return ""
+        links = self.links
+        return links[0][1] if links else ""
 
 
 @dataclass(frozen=True)

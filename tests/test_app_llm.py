@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,13 +21,7 @@ from rag.types import Filters  # noqa: E402
 
 from .test_app import free_port  # noqa: E402
 from .test_generate import QUESTION, FakeLLM, good_answer  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeLLM]:
-    server = FakeLLM()
-    yield server
-    server.server.shutdown()
+from .test_generate import server as fake  # noqa: E402,F401  (the module-scoped fake model, shared fixture)
 
 
 @pytest.fixture()
