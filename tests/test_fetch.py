@@ -29,6 +29,7 @@ from rag.fetch.http import Client, public_url, retry_after
 from rag.fetch.ids import extract
 from rag.fetch.pubmed import api_key, fetch_pubmed, parse_articles
 from rag.index import open_index
+from rag.sources import jsonl as jsonl_reader
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
@@ -170,7 +171,7 @@ def test_efetch_xml_becomes_exo_corpus_records() -> None:
     records = {r["pmid"]: r for r in parse_articles((FIXTURES / "pubmed" / "efetch.xml").read_bytes(), "fixture")}
     first = records["39000001"]
     assert first["id"] == "pmid:39000001" and first["source"] == "pubmed"
-    assert first["title"] == "Tumour-derived exosomal PD-L1 suppresses CD8+ T cells in vivo."
+    assert first["title"] == "Tumour-derived exosomal PD-L1 suppresses CD8⁺ T cells in vivo."
     assert first["abstract"].startswith("BACKGROUND: Tumour cells release exosomes that carry PD-L1 on their surface")
     assert [line.split(":")[0] for line in first["abstract"].split("\n")] == ["BACKGROUND", "METHODS", "RESULTS",
                                                                               "CONCLUSIONS"]
@@ -452,9 +453,50 @@ def test_jats_captions_on_request_and_abstract_html() -> None:
     data = (FIXTURES / "europepmc" / "PMC10000001.xml").read_bytes()
     abstract, sections = jats.parse_fulltext(data, "PMC10000001", captions=True)
     assert abstract == ("Background: Tumour cells release exosomes that carry PD-L1 on their surface.\n"
-                        "Results: Exosomal PD-L1 suppressed CD8+ T cells.")
+                        "Results: Exosomal PD-L1 suppressed CD8⁺ T cells.")
     assert "Figure 1. Proliferation of T cells exposed to exosomes." in sections[3]["text"]
-    assert plain_abstract("<h4>Methods</h4><p>A &lt; B</p><p>C<sub>2</sub></p>") == "Methods: A < B\nC2"
+    assert plain_abstract("<h4>Methods</h4><p>A &lt; B</p><p>C<sub>2</sub></p>") == "Methods: A < B\nC₂"
+
+
+# ------------------------------------------------------------------------------------------- inline markup
+
+MARKUP_ABSTRACT = ("METHODS: Each mL of plasma held 2.36 × 10³ to 1.2 × 10⁻⁴ particles; Fe²⁺ and H₂O₂ were measured, "
+                   "and the IC₅₀ was read at t_(1/2).\n"
+                   "RESULTS: HUBC-Exo^(si-MFG-E8) lowered the K_d of PD-L1 on CD8⁺ T cells and Treg cells (10^a).")
+
+
+def test_pubmed_sub_and_superscripts_are_kept_through_fetch_and_jsonl(fake: FakeServices, tmp_path: Path) -> None:
+    markup_xml = (FIXTURES / "pubmed" / "efetch_markup.xml").read_bytes()
+    fake.fault = lambda path, params, n: (200, {"Content-Type": "text/xml"}, markup_xml) \
+        if path == "/eutils/efetch.fcgi" else None
+    assert fetch(tmp_path, "--max", "1") == 0
+    [record] = files.read_records(jsonl(tmp_path))
+    assert record["title"] == "g-C₃N₄ nanosheets load CD8⁺ T cell-derived exosomes in vitro."
+    assert record["abstract"] == MARKUP_ABSTRACT
+    [document] = list(jsonl_reader.read(jsonl(tmp_path)))  # what ingest stores
+    assert document.title == record["title"] and document.text == MARKUP_ABSTRACT
+
+
+def test_europepmc_abstract_html_and_jats_keep_sub_and_superscripts(fake: FakeServices, tmp_path: Path) -> None:
+    result = {"id": "39000011", "source": "MED", "pmid": "39000011", "pmcid": "PMC10000011", "isOpenAccess": "Y",
+              "title": "g-C<sub>3</sub>N<sub>4</sub> nanosheets and CD8<sup>+</sup> T cells",
+              "abstractText": "<h4>Results</h4>Plasma held 10<sup>3</sup> EVs per <i>&#956;</i>L; "
+                              "10<sup>&#8722;2</sup>-fold &amp; C<sub>3</sub>N<sub>4</sub> (10<sup>th</sup>)."}
+    page = json.dumps({"hitCount": 1, "nextCursorMark": "AoEnd", "resultList": {"result": [result]}}).encode()
+    fake.fault = lambda path, params, n: (200, {"Content-Type": "application/json"}, page) \
+        if path == "/epmc/search" else None
+    assert main(["fetch", "europepmc", "markup", "--fulltext", "--out", str(tmp_path), "--no-ingest",
+                 "--max", "1"]) == 0
+    [record] = files.read_records(jsonl(tmp_path, "europepmc"))
+    assert record["title"] == "g-C₃N₄ nanosheets and CD8⁺ T cells"
+    assert record["abstract"] == "Results: Plasma held 10³ EVs per μL; 10⁻²-fold & C₃N₄ (10^th)."
+    assert record["fulltext_source"] == "jats"
+    assert record["sections"] == [{
+        "heading": "Results of the C₃N₄ assay",
+        "text": "Exosomes (10⁹ per mL) carried PD-L1 to CD8⁺ T cells [1], and the Vₘₐₓ of cd63 uptake rose "
+                "10⁻²-fold.\n\nThe IL-1_β level and the K_d of xⁿ were unchanged."}]
+    abstract, _ = jats.parse_fulltext((FIXTURES / "europepmc" / "PMC10000011.xml").read_bytes(), "PMC10000011")
+    assert abstract == "Plasma held 10³ EVs per μL and Ca²⁺ rose."
 
 
 # ------------------------------------------------------------------------------------------- identifiers

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import FetchError, ParseError, ServiceUnreachable
 from ..sources import pdf as pdf_reader
-from . import FetchReport, Progress, say, summarise
+from . import FetchReport, Progress, markup, say, summarise
 from .files import DEFAULT_OUT, RawCache, cached, merge_records, read_state, stem, write_atomic, write_state
 from .http import Client, HttpStatus, europepmc
 from .jats import parse_fulltext
@@ -53,9 +53,10 @@ _TAG = re.compile(r"<[^>]+>")
 
 
 def plain_abstract(text: str) -> str:
-    """Europe PMC's abstract HTML as plain text: "<h4>Background</h4>..." -> "Background: ...", one line each."""
+    """Europe PMC's abstract HTML as plain text: "<h4>Background</h4>..." -> "Background: ...", one line each;
+    sub/superscripts as `markup.tags_to_text` gives them ("10<sup>3</sup>" -> "10³"), other tags dropped."""
     text = _HEADING.sub(lambda m: "\n" + _TAG.sub("", m.group(1)).strip().rstrip(":") + ": ", text or "")
-    text = _TAG.sub("", _BREAK.sub("\n", text))
+    text = _TAG.sub("", markup.tags_to_text(_BREAK.sub("\n", text), entities=True))
     lines = (" ".join(line.split()) for line in html.unescape(text).split("\n"))
     return "\n".join(line for line in lines if line)
 

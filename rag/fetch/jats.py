@@ -2,10 +2,12 @@
 
 Walks the article `body`: every `sec` becomes a heading made of its `title` and those of the sections around it
 ("Results / Exosomal PD-L1 suppresses T cells"), with its own paragraphs (`p`, also inside lists, boxed text and
-quotes) joined by blank lines; paragraphs before the first `sec` go under "Body". Inline markup (italics, xrefs,
-sub/superscripts) is flattened to its text. Left out on purpose: the back matter (`ref-list`, acknowledgements,
-footnotes, appendices), formulas, supplementary material and, unless asked for, figure and table captions (tables
-themselves always). The abstract is read separately (`abstract`), for records whose search result lacks one.
+quotes) joined by blank lines; paragraphs before the first `sec` go under "Body". Inline markup goes through
+`markup.element_text`: sub/superscripts keep their meaning ("10<sup>3</sup>" -> "10³", "C<sub>3</sub>N<sub>4</sub>"
+-> "C₃N₄"), italics, xrefs and the like give their text. Left out on purpose: the back matter (`ref-list`,
+acknowledgements, footnotes, appendices), formulas, supplementary material and, unless asked for, figure and
+table captions (tables themselves always). The abstract is read separately (`abstract`), for records whose search
+result lacks one.
 """
 
 from __future__ import annotations

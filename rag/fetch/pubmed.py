@@ -6,7 +6,8 @@ parsed, merged into the JSONL and marked done before the next, and its raw answe
 fetch resumes with the batches it lacks. A batch that fails (truncated XML, an HTTP error after retries) is named
 in the report and the others go on. A history server that forgot the WebEnv is searched again once.
 
-Records keep: title, the abstract with structured sections as "LABEL: text" lines, authors ("LastName Initials",
+Records keep: title, the abstract with structured sections as "LABEL: text" lines (inline markup as
+`markup.element_text` gives it: "10<sup>3</sup>" -> "10³", "CD8<sup>+</sup>" -> "CD8⁺"), authors ("LastName Initials",
 collective names as they are), journal (ISO abbreviation, else title), year (PubDate Year, else the MedlineDate's
 year, else the electronic date), DOI, PMCID, MeSH descriptors, keywords and publication types. A record without
 an abstract is kept with `"abstract": ""` and `"no_abstract": true`; a published erratum is kept and flagged
