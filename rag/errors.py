@@ -47,6 +47,11 @@ class EmptyQuery(ExoragError):
     """A query or question with no searchable content."""
 
 
+class InvalidText(ExoragError):
+    """A query that is not valid Unicode text: a lone surrogate, e.g. bytes of a command-line argument that were
+    not UTF-8 (Python keeps them as surrogate escapes), which neither the tokenizer nor SQLite can take."""
+
+
 class FetchError(ExoragError):
     """A remote literature service (NCBI E-utilities, Europe PMC) failed or answered something unusable.
 

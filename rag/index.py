@@ -5,7 +5,12 @@ anything heavy; the model and the vectors are loaded on first use, so `stats` an
 `sync_vectors` makes the FAISS file match the store: it embeds chunks that have no vector and drops vectors whose
 chunk is gone. Because chunk ids are never reused, running it after any interruption restores consistency without
 losing or duplicating a vector. It and `check` hold the ids as int64 arrays (8 bytes a chunk, no Python object per
-chunk) and read chunk texts in batches, so their memory beside the FAISS vectors themselves stays small. Deliberately left out: parsing and chunking (ingest.py), ranking (retrieve.py).
+chunk) and read chunk texts in batches, so their memory beside the FAISS vectors themselves stays small.
+`search_vectors` (the dense search) never returns a vector whose chunk is gone: it looks its hits up in the store
+and, when one is missing, drops the stale vectors in memory (`drop_stale_vectors`) and searches again; the FAISS
+file itself is fixed by the next write command's sync_vectors. Deliberately left out: parsing and chunking
+(ingest.py), ranking (retrieve.py), and reconciling on open (the per-search lookup is cheaper and also covers
+drift that appears while an index is open).
 """
 
 from __future__ import annotations
@@ -116,9 +121,42 @@ def sync_vectors(index: Index, batch_size: int = 64, progress: bool = True, save
                 last_save = time.monotonic()
     finally:
         bar.close()
-        if added or removed or not (index.folder / VECTORS_FILE).exists():
-            vectors.save()
+        if added or removed or vectors.dirty or not (index.folder / VECTORS_FILE).exists():
+            vectors.save()  # dirty: drop_stale_vectors removed some in memory before this sync
     return {"added": added, "removed": removed, "total": vectors.size}
+
+
+def drop_stale_vectors(index: Index) -> int:
+    """Remove from the vectors in memory (not from the file: only a write command saves) every vector whose chunk
+    is gone; returns how many. One pass over the ids: the store's chunk ids and the FAISS ids, as int64 arrays."""
+    with index.lock:
+        vectors = index.vectors
+        have = np.unique(vectors.ids())
+        return vectors.remove(have[~np.isin(have, chunk_id_array(index.conn), assume_unique=True)])
+
+
+def search_vectors(index: Index, vector: np.ndarray, k: int,
+                   allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+    """Top-k (chunk id, cosine) among the vectors whose chunk exists: never a vector of a removed chunk.
+
+    `allowed` ids come from the store, so a filtered search needs no check. Otherwise the hits' ids are looked up
+    in the store (primary-key lookups of at most k ids); only when one is missing (a `remove` or a replacement
+    whose vectors were not saved yet, e.g. killed between the store commit and the FAISS save) are the stale
+    vectors dropped in memory (drop_stale_vectors) and the search run again, so the ranking is that of a
+    consistent index.
+    """
+    hits = index.vectors.search(vector, k, allowed)
+    if allowed is not None or not hits:
+        return hits
+    for attempt in range(2):
+        with index.lock:
+            live = store.existing_chunk_ids(index.conn, (cid for cid, _ in hits))
+        if len(live) == len(hits):
+            return hits
+        if attempt == 0:
+            drop_stale_vectors(index)
+            hits = index.vectors.search(vector, k, None)
+    return [(cid, score) for cid, score in hits if cid in live]  # a writer removed more meanwhile
 
 
 def check(index: Index, repair: bool = False, progress: bool = False) -> dict[str, int | bool]:

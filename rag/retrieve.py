@@ -6,11 +6,14 @@ tokens such as miR-21 or IL-6 match as phrases (the FTS5 table stems them: see s
 combination of min-max-normalised scores taken per document (each side's best chunk of a paper; default) or
 reciprocal-rank fusion (k=60), with a cap on chunks per document so one paper cannot fill the top k. Filters
 (year range, source, journal, publication type, study tags) restrict both sides: an FAISS id selector on the dense
-side, a SQL join on the lexical side. With `expand` (the default) the lexical side also searches the EV thesaurus's
-synonyms and the long forms of the query's abbreviations (rag/thesaurus.py): one more FTS5 query per concept,
-matching its synonyms only in passages that lack the query's own word for it, whose bm25 (capped at the best bm25
-the query's own word reaches, so a passage naming several synonyms cannot outscore one with the word itself) is
-added at EXPANSION_WEIGHT. Deliberately left out: rerankers (no cross-encoder weights are available offline).
+side, a SQL join on the lexical side. The dense side never ranks a vector whose chunk is gone (a `remove` killed
+before its vectors were saved): see index.search_vectors. With `expand` (the default) the lexical side also
+searches the EV thesaurus's synonyms and the long forms of the query's abbreviations (rag/thesaurus.py): one more
+FTS5 query per concept, matching its synonyms only in passages that lack the query's own word for it, whose bm25
+(capped at the best bm25 the query's own word reaches, so a passage naming several synonyms cannot outscore one
+with the word itself) is added at EXPANSION_WEIGHT. A query holding a lone surrogate (bytes that were not UTF-8 on
+the command line) is refused with InvalidText before anything is embedded. Deliberately left out: rerankers (no
+cross-encoder weights are available offline).
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from typing import Literal, TypeVar
 from . import store, thesaurus
 import numpy as np
 
-from .errors import EmptyQuery
-from .index import Index
+from .errors import EmptyQuery, InvalidText
+from .index import Index, search_vectors
 from .types import Filters, Hit
 
 Mode = Literal["hybrid", "dense", "lexical"]
@@ -44,10 +47,18 @@ STOPWORDS = frozenset(
     "only own same so too very just over under again further once here all any few nor".split()
 )
 _WORD = re.compile(r"\w+(?:[-.'’]\w+)*")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def normalize_query(query: str) -> str:
-    """Whitespace-folded query cut to MAX_QUERY_CHARS; EmptyQuery when nothing searchable is left."""
+    """Whitespace-folded query cut to MAX_QUERY_CHARS; EmptyQuery when nothing searchable is left, InvalidText when
+    it holds a lone surrogate (not UTF-8 on the command line)."""
+    bad = _SURROGATE.search(query) if isinstance(query, str) else None
+    if bad:
+        code = ord(bad.group(0))
+        what = (f"the byte 0x{code - 0xDC00:02x}, which is not UTF-8" if 0xDC80 <= code <= 0xDCFF
+                else f"a lone surrogate U+{code:04X}")
+        raise InvalidText(f"the query is not valid text: it holds {what} (check the terminal's encoding)")
     query = " ".join((query or "").split())[:MAX_QUERY_CHARS]
     if not _WORD.search(query):
         raise EmptyQuery("the query is empty: type a question or some keywords")
@@ -109,8 +120,9 @@ def expansion_expression(expansion: thesaurus.Expansion) -> str:
 
 
 def dense_search(index: Index, query: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+    """Top-k (chunk id, cosine) by the query's vector; never a vector whose chunk is gone (index.search_vectors)."""
     vector = index.embedder.encode([query])[0]
-    return index.vectors.search(vector, k, allowed)
+    return search_vectors(index, vector, k, allowed)
 
 
 def lexical_search(

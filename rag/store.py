@@ -216,7 +216,18 @@ def put_document(conn: sqlite3.Connection, doc: Document, chunks: list[Chunk]) -
     return "added" if old is None else "updated"
 
 
+def _storable(doc_id: str) -> bool:
+    """False for an id SQLite cannot hold (a lone surrogate: undecodable bytes of a command-line argument)."""
+    try:
+        doc_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def remove_document(conn: sqlite3.Connection, doc_id: str) -> None:
+    if not _storable(doc_id):
+        raise NotFound(f"no document with id {doc_id!r}")
     conn.execute("BEGIN IMMEDIATE")
     try:
         deleted = conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,)).rowcount
@@ -300,7 +311,7 @@ def _row_to_chunk(row: sqlite3.Row) -> Chunk:
 
 
 def get_document(conn: sqlite3.Connection, doc_id: str) -> Document:
-    row = conn.execute("SELECT * FROM documents WHERE id = ?", (doc_id,)).fetchone()
+    row = conn.execute("SELECT * FROM documents WHERE id = ?", (doc_id,)).fetchone() if _storable(doc_id) else None
     if row is None:
         raise NotFound(f"no document with id {doc_id!r}")
     return _row_to_document(row)
@@ -329,6 +340,17 @@ def get_chunks(conn: sqlite3.Connection, chunk_ids: Iterable[int]) -> dict[int, 
         q = f"SELECT * FROM chunks WHERE id IN ({','.join('?' * len(batch))})"
         out.update((r["id"], _row_to_chunk(r)) for r in conn.execute(q, batch))
     return out
+
+
+def existing_chunk_ids(conn: sqlite3.Connection, chunk_ids: Iterable[int]) -> set[int]:
+    """Those of `chunk_ids` that are stored chunks (primary-key lookups only; no text read)."""
+    ids = [int(i) for i in chunk_ids]
+    found: set[int] = set()
+    for i in range(0, len(ids), 500):
+        batch = ids[i : i + 500]
+        found.update(r[0] for r in conn.execute(f"SELECT id FROM chunks WHERE id IN ({','.join('?' * len(batch))})",
+                                                batch))
+    return found
 
 
 def chunk_ids(conn: sqlite3.Connection) -> list[int]:

@@ -6,8 +6,10 @@ file is gone, or (for a JSONL/RIS/BibTeX file still present) their id no longer 
 file that failed as a whole this time (unreadable, too slow) are kept: a transient failure must not delete them.
 Documents from other folders are never touched. Vectors are synced once at the end (index.sync_vectors), so an
 interrupted sync is finished by running it again. Origins recorded as relative paths are resolved against the
-current directory. Deliberately left out: watching the folder for changes, and moving a document's recorded
-origin when its file was renamed (it is kept, since its id is read again from the new file).
+current directory. `remove_documents` always ends with that sync, so rerunning an interrupted `exorag remove` (or
+any write command) drops the vectors it left behind. Deliberately left out: watching the folder for changes, and
+moving a document's recorded origin when its file was renamed (it is kept, since its id is read again from the new
+file).
 """
 
 from __future__ import annotations
@@ -65,7 +67,9 @@ def stale_documents(index: Index, folder: Path, seen: set[str], keep_files: set[
 
 
 def remove_documents(index: Index, doc_ids: Iterable[str], embed: bool = True) -> RemoveReport:
-    """Remove each document with its chunks (unknown ids are collected, the others still removed); then vectors."""
+    """Remove each document with its chunks, then sync the vectors (even when every id was already absent, so a
+    `remove` killed between the store commit and the FAISS save is finished by running it again). Ids with no
+    document are collected in `not_found` ("already absent": the goal holds), the others still removed."""
     report = RemoveReport()
     for doc_id in dict.fromkeys(doc_ids):
         try:
@@ -74,7 +78,7 @@ def remove_documents(index: Index, doc_ids: Iterable[str], embed: bool = True) -
             report.removed.append(doc_id)
         except NotFound:
             report.not_found.append(doc_id)
-    if embed and report.removed:
+    if embed:
         with index.lock:
             report.vectors_removed = sync_vectors(index, progress=False)["removed"]
     return report

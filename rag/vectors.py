@@ -134,6 +134,7 @@ class Vectors:
     threshold: int = APPROX_THRESHOLD  # vectors above which a flat index migrates to IVF-fp16
     nprobe: int | None = None  # lists an IVF search visits; None: default_nprobe(nlist)
     trained_for: int = 0  # vectors the IVF was trained on (0 for flat)
+    dirty: bool = False  # changed in memory since loaded or saved (add, remove, rebuild)
 
     @property
     def size(self) -> int:
@@ -150,6 +151,7 @@ class Vectors:
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise IndexMismatch(f"vectors of dimension {vectors.shape[-1]} cannot go into an index of dimension {self.dim}")
         self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+        self.dirty = True
         if self.kind == "flat" and self.size > self.threshold:
             self.rebuild()
         elif self.kind == "ivf-fp16" and self.size > RETRAIN_GROWTH * max(1, self.trained_for):
@@ -164,7 +166,9 @@ class Vectors:
     def remove(self, ids: np.ndarray) -> int:
         if len(ids) == 0:
             return 0
-        return int(self.index.remove_ids(np.asarray(ids, dtype=np.int64)))
+        removed = int(self.index.remove_ids(np.asarray(ids, dtype=np.int64)))
+        self.dirty = self.dirty or removed > 0
+        return removed
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
         """Top-k (chunk id, cosine) for one normalised query vector, among the `allowed` ids when given."""
@@ -205,6 +209,7 @@ class Vectors:
         faiss.write_index(self.index, str(tmp))
         os.replace(tmp, target)
         self.stamp = target.stat().st_mtime_ns
+        self.dirty = False
         _write_json(self.folder / META_FILE, {"model": self.model, "dim": self.dim, "metric": "cosine",
                                               **self.describe(), "vectors": self.size})
 

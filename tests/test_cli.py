@@ -137,6 +137,21 @@ def test_empty_query_is_a_clear_error(built_index: Path, capsys: pytest.CaptureF
     assert capsys.readouterr().err.startswith("error: the query is empty")
 
 
+@pytest.mark.parametrize("command", ["search", "ask"])
+def test_a_query_that_is_not_utf8_is_a_clear_error_not_a_traceback(tmp_path: Path, command: str) -> None:
+    """Bytes that are not UTF-8 reach Python as surrogate escapes in argv (the tokenizer raised a TypeError)."""
+    import os
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "rag.cli", command, b"exosomes \xff\xfe PD-L1", "--index", str(tmp_path / "idx")]
+    done = subprocess.run(argv, capture_output=True, timeout=120, env={**os.environ, "LC_ALL": "C.UTF-8"})
+    err = done.stderr.decode("utf-8", "replace")
+    assert done.returncode == 1, err[-2000:]
+    assert err.strip() == ("error: the query is not valid text: it holds the byte 0xff, which is not UTF-8 "
+                           "(check the terminal's encoding)")
+
+
 def test_demo_without_data_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--data", str(tmp_path / "absent.jsonl"), "--index", str(tmp_path / "idx")]) == 1
     err = capsys.readouterr().err

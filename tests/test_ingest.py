@@ -96,6 +96,36 @@ def test_bad_inputs_are_named_and_the_rest_is_ingested(tmp_path: Path) -> None:
     assert doc.text[doc.sections[0].start:doc.sections[0].end].startswith("Dendritic-cell-derived exosomes")
 
 
+def test_hostile_jsonl_values_skip_their_line_and_the_file_goes_on(tmp_path: Path) -> None:
+    """A year of 10**30 (OverflowError in SQLite), a lone surrogate in authors or id (UnicodeEncodeError), a number
+    of 5,000 digits and a 2 MB abstract used to stop the file (or to be stored); each now names its line."""
+    lines = [json.dumps({"id": "ok:1", "abstract": "Tumour exosomes carry PD-L1.", "year": 2021}),
+             json.dumps({"id": "bad:year", "abstract": "Exosomes.", "year": 10**30}),
+             '{"id": "bad:authors", "abstract": "Exosomes.", "authors": ["Doe \\ud800"]}',
+             '{"id": "bad:\\udc80", "abstract": "Exosomes."}',
+             '{"id": "bad:digits", "abstract": "Exosomes.", "year": ' + "9" * 5000 + "}",
+             json.dumps({"id": "bad:huge", "abstract": "exosome " * 300_000}),
+             json.dumps({"id": "ok:2", "abstract": "Milk vesicles survive digestion.", "year": True})]
+    data = tmp_path / "hostile.jsonl"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    index = open_index(tmp_path / "idx")
+    try:
+        report = ingest_paths(index, [data], progress=False)
+        assert report.added == 2
+        messages = [str(p) for p in report.failed]
+        assert messages[3].startswith(f"{data}:5: not valid JSON (Exceeds the limit (4300 digits)")
+        assert messages[:3] + messages[4:] == [
+            f"{data}:2: year 10000000... (31 digits) is not a year; record skipped",
+            f"{data}:3: field 'authors' holds a lone surrogate (U+D800), not valid Unicode text; record skipped",
+            f"{data}:4: field 'id' holds a lone surrogate (U+DC80), not valid Unicode text; record skipped",
+            f"{data}:6: field 'abstract' is 2,400,000 characters long, over the limit of 100,000; record skipped",
+        ]
+        assert store.get_document(index.conn, "ok:2").year is None  # a boolean is no year
+        consistent(index)
+    finally:
+        index.close()
+
+
 def test_cli_ingest_reports_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from rag.cli import main
 

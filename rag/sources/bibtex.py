@@ -8,6 +8,12 @@ not indexed). LaTeX is turned into text best-effort: accents (`{\\"u}`, `\\'{e}`
 accented letter, `\\ss`, `\\o`, `\\ae`... their letters, `\\textit{x}`-like commands their argument, `--` a dash,
 remaining braces dropped. An entry without an abstract yields a ParseError naming its key ("no abstract"); a
 malformed entry yields one naming its line, and reading goes on with the next `@`.
+Hostile input: a field may hold at most MAX_FIELD_CHARS after `@string` expansion, and a file's expansions at most
+MAX_EXPANDED_CHARS in all (a chain of macros each doubling the last, `a2 = a1 # a1`, would otherwise make a
+multi-MB title from a few hundred bytes); a `@string` over the limit is reported and left poisoned, so each entry
+using it fails by name, and the rest of the file goes on. The scanner is linear in the file: brace pairs are found
+in one pass up front (an unbalanced `{` is known to be unclosed without rescanning the rest of the file for each
+malformed entry), quoted values jump over brace groups with a regex, and line numbers are counted incrementally.
 Deliberately left out: crossref inheritance, name parts beyond "von Last, Jr, First", and math mode.
 """
 
@@ -15,6 +21,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +47,13 @@ _SYMBOL = re.compile(r"\\(" + "|".join(sorted(_SYMBOLS, key=len, reverse=True)) 
 _LETTER = re.compile(r"\\(ss|aa|AA|ae|AE|oe|OE|o|O|l|L|i|j)(?![A-Za-z])\s?")
 _COMMAND_ARG = re.compile(r"\\[A-Za-z]+\*?\s*\{([^{}]*)\}")
 _ESCAPED = re.compile(r"\\([&%$#_{}])")
+_NAME = re.compile(r"[^\s=,{}()\"#]+")
+_SPACE = re.compile(r"\s*")
+_ENTRY = re.compile(r"@\s*([A-Za-z]+)\s*([{(])")
+_BRACE_TOKEN = re.compile(r"\\.|[{}]", re.DOTALL)  # an escape (backslash and the next character) or a brace
+_QUOTE_TOKEN = re.compile(r'\\.|["{}]', re.DOTALL)
+MAX_FIELD_CHARS = 100_000  # a field's value after @string expansion
+MAX_EXPANDED_CHARS = 5_000_000  # characters substituted from @string macros in one file, all fields together
 
 
 def _accented(mark: str, base: str) -> str:
@@ -64,15 +79,74 @@ def latex_to_text(value: str) -> str:
     return " ".join(text.split())
 
 
-class _Scanner:
-    """Reads one entry's body from `pos` in `text`; raises ValueError with a reason on malformed input."""
+class TooLong(ValueError):
+    """A value over MAX_FIELD_CHARS after @string expansion (or using a @string that was), or the file's expansion
+    budget MAX_EXPANDED_CHARS spent."""
 
-    def __init__(self, text: str, pos: int, macros: dict[str, str]) -> None:
-        self.text, self.pos, self.macros = text, pos, macros
+
+class _Source:
+    """The file's text with its brace pairs, found in one pass (escapes skipped as the scanner skips them), so that
+    the end of a brace group, or the fact that it never closes, costs a binary search instead of a scan to the end
+    of the file for every malformed entry (which made 30,000 unbalanced entries quadratic)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.opens, self.closes, stack = array("q"), array("q"), array("q")
+        for match in _BRACE_TOKEN.finditer(text):
+            if match.group() == "{":
+                stack.append(len(self.opens))
+                self.opens.append(match.start())
+                self.closes.append(-1)
+            elif match.group() == "}" and stack:
+                self.closes[stack.pop()] = match.start()
+
+    def close_of(self, pos: int) -> int:
+        """Where the `}` closing the `{` at `pos` is; -1 when it is never closed."""
+        i = bisect_left(self.opens, pos)
+        if i < len(self.opens) and self.opens[i] == pos:
+            return self.closes[i]
+        # Not a brace the pass saw as one (it follows a backslash): scan from here, as the pass would have.
+        depth = 0
+        for match in _BRACE_TOKEN.finditer(self.text, pos):
+            if match.group() == "{":
+                depth += 1
+            elif match.group() == "}":
+                depth -= 1
+                if depth == 0:
+                    return match.start()
+        return -1
+
+
+class _Macros:
+    """`@string` macros (and the month names), the ones over the limit, and the characters expanded so far."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = dict(MONTHS)
+        self.too_long: set[str] = set()
+        self.expanded = 0
+
+    def expand(self, word: str) -> str:
+        key = word.lower()
+        if key in self.too_long:
+            raise TooLong(f"uses @string {word!r}, which is over the limit of {MAX_FIELD_CHARS:,} characters")
+        value = self.values.get(key)
+        if value is None:
+            return word
+        self.expanded += len(value)
+        if self.expanded > MAX_EXPANDED_CHARS:
+            raise TooLong(f"uses @string {word!r} after the file's @string expansions passed "
+                          f"{MAX_EXPANDED_CHARS:,} characters in all")
+        return value
+
+
+class _Scanner:
+    """Reads one entry's body from `pos` in `source.text`; raises ValueError with a reason on malformed input."""
+
+    def __init__(self, source: _Source, pos: int, macros: _Macros) -> None:
+        self.source, self.text, self.pos, self.macros = source, source.text, pos, macros
 
     def skip_space(self) -> None:
-        while self.pos < len(self.text) and self.text[self.pos].isspace():
-            self.pos += 1
+        self.pos = _SPACE.match(self.text, self.pos).end()  # type: ignore[union-attr]
 
     def peek(self) -> str:
         self.skip_space()
@@ -80,60 +154,56 @@ class _Scanner:
 
     def name(self) -> str:
         self.skip_space()
-        match = re.compile(r"[^\s=,{}()\"#]+").match(self.text, self.pos)
+        match = _NAME.match(self.text, self.pos)
         if not match:
             raise ValueError(f"expected a name at {self.text[self.pos:self.pos + 20]!r}")
         self.pos = match.end()
         return match.group(0)
 
     def braced(self) -> str:
-        depth, start = 0, self.pos
-        while self.pos < len(self.text):
-            ch = self.text[self.pos]
-            if ch == "\\":
-                self.pos += 2
-                continue
-            if ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-                if depth == 0:
-                    self.pos += 1
-                    return self.text[start + 1 : self.pos - 1]
-            self.pos += 1
-        raise ValueError("unbalanced braces")
+        start = self.pos
+        end = self.source.close_of(start)
+        if end < 0:
+            raise ValueError("unbalanced braces")
+        self.pos = end + 1
+        return self.text[start + 1 : end]
 
     def quoted(self) -> str:
-        depth, start = 0, self.pos + 1
-        self.pos += 1
-        while self.pos < len(self.text):
-            ch = self.text[self.pos]
-            if ch == "\\":
-                self.pos += 2
-                continue
-            if ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-            elif ch == '"' and depth == 0:
-                self.pos += 1
-                return self.text[start : self.pos - 1]
-            self.pos += 1
-        raise ValueError("unterminated quoted value")
+        """A "value": ends at the first `"` outside braces; a `}` outside braces (the entry's end) or a brace group
+        that never closes means it is unterminated."""
+        start = pos = self.pos + 1
+        while True:
+            match = _QUOTE_TOKEN.search(self.text, pos)
+            if match is None or match.group() == "}":
+                raise ValueError("unterminated quoted value")
+            if match.group() == '"':
+                self.pos = match.end()
+                return self.text[start : match.start()]
+            if match.group() == "{":
+                end = self.source.close_of(match.start())
+                if end < 0:
+                    raise ValueError("unterminated quoted value")
+                pos = end + 1
+            else:  # an escape such as \" (an umlaut)
+                pos = match.end()
 
     def value(self) -> str:
-        parts = []
+        parts, size = [], 0
         while True:
             ch = self.peek()
             if ch == "{":
-                parts.append(self.braced())
+                part = self.braced()
             elif ch == '"':
-                parts.append(self.quoted())
+                part = self.quoted()
             elif ch and ch not in ",})":
                 word = self.name()
-                parts.append(word if word.isdigit() else self.macros.get(word.lower(), word))
+                part = word if word.isdigit() else self.macros.expand(word)
             else:
                 raise ValueError("missing value")
+            size += len(part)
+            if size > MAX_FIELD_CHARS:
+                raise TooLong(f"is over the limit of {MAX_FIELD_CHARS:,} characters (@string macros expanded)")
+            parts.append(part)
             if self.peek() != "#":
                 return "".join(parts)
             self.pos += 1
@@ -200,21 +270,23 @@ def to_record(key: str, fields: dict[str, str], path: Path) -> dict[str, Any]:
 
 
 def _entries(text: str) -> Iterator[tuple[int, str, str, dict[str, str]] | tuple[int, str]]:
-    """(line, type, key, fields) per entry, or (line, reason) for a malformed one."""
-    macros = dict(MONTHS)
-    pos = 0
+    """(line, type, key, fields) per entry, or (line, reason) for a malformed one (or one over the size limits)."""
+    source, macros = _Source(text), _Macros()
+    pos, line, counted = 0, 1, 0
     while True:
         at = text.find("@", pos)
         if at < 0:
             return
-        line = text.count("\n", 0, at) + 1
-        match = re.compile(r"@\s*([A-Za-z]+)\s*([{(])").match(text, at)
+        line += text.count("\n", counted, at)  # `at` only grows: counting from the last one keeps this linear
+        counted = at
+        match = _ENTRY.match(text, at)
         if not match:
             pos = at + 1
             continue
         kind, opener = match.group(1).lower(), match.group(2)
         closer = "}" if opener == "{" else ")"
-        scan = _Scanner(text, match.end(), macros)
+        scan = _Scanner(source, match.end(), macros)
+        name = key = None
         try:
             if kind in ("comment", "preamble"):
                 scan.pos = match.end() - 1
@@ -227,7 +299,8 @@ def _entries(text: str) -> Iterator[tuple[int, str, str, dict[str, str]] | tuple
                 if scan.peek() != "=":
                     raise ValueError("expected '=' in @string")
                 scan.pos += 1
-                macros[name] = scan.value()
+                macros.too_long.discard(name)
+                macros.values[name] = scan.value()
                 pos = scan.pos
                 continue
             key = scan.name()
@@ -246,9 +319,20 @@ def _entries(text: str) -> Iterator[tuple[int, str, str, dict[str, str]] | tuple
                 if scan.peek() != "=":
                     raise ValueError(f"expected '=' after field {field!r}")
                 scan.pos += 1
-                fields[field] = scan.value()
+                try:
+                    fields[field] = scan.value()
+                except TooLong as exc:
+                    raise TooLong(f"field {field!r} {exc}") from None
             pos = scan.pos
             yield line, kind, key, fields
+        except TooLong as exc:
+            if kind == "string" and name is not None:
+                macros.values.pop(name, None)
+                macros.too_long.add(name)  # entries using it fail by name instead of reading the bare word
+                yield line, f"@string {name!r} {exc}; entries using it are skipped"
+            else:
+                yield line, f"entry {key!r}: {exc}; entry skipped"
+            pos = match.end()
         except ValueError as exc:
             yield line, f"malformed @{kind} entry: {exc}"
             pos = match.end()
@@ -268,4 +352,4 @@ def read(path: Path) -> Iterator[Document | ParseError]:
         try:
             yield record_to_document(record, path, line)
         except ParseError as exc:
-            yield exc
+            yield ParseError(exc.path, f"entry {key!r}: {exc.reason}", exc.line)

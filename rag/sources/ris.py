@@ -4,7 +4,8 @@ A record runs from `TY  - ` to `ER  - `; a line that is not a tag continues the 
 abstracts). Tags read: TI/T1 title, AU/A1 authors ("Last, First M." -> "Last FM"), PY/Y1/DA year, JO/JF/T2/JA/J2
 journal, AB/N2 abstract, DO doi, AN accession number (a PMID when it is one), C2 PMCID, KW keywords (kept in the
 record, not indexed). A byte-order mark is tolerated; a file that is not UTF-8 is refused whole. A record without
-an abstract yields a ParseError naming it ("no abstract"), and reading goes on. Deliberately left out: the other
+an abstract yields a ParseError naming it ("no abstract"), and reading goes on; so does one with a field over
+rag.sources.jsonl.FIELD_LIMITS (e.g. a multi-MB abstract). Deliberately left out: the other
 RIS tags (pages, volume, URLs, notes), and merging a record that appears twice.
 """
 
@@ -53,9 +54,14 @@ def text_file(path: Path) -> str:
         raise ParseError(str(path), f"not UTF-8 (byte 0x{raw[exc.start]:02x})", line) from None
 
 
+def _joined(fields: dict[str, list[list[str]]]) -> dict[str, list[str]]:
+    return {tag: [" ".join(p for p in parts if p) for parts in values] for tag, values in fields.items()}
+
+
 def _records(text: str) -> Iterator[tuple[int, dict[str, list[str]]]]:
-    """(line of TY, {tag: [values]}) per record."""
-    fields: dict[str, list[str]] | None = None
+    """(line of TY, {tag: [values]}) per record. A value's continuation lines are collected and joined once (not
+    appended one by one, which is quadratic for a multi-MB field)."""
+    fields: dict[str, list[list[str]]] | None = None
     start = 0
     last = ""
     for lineno, line in enumerate(text.splitlines(), start=1):
@@ -64,20 +70,19 @@ def _records(text: str) -> Iterator[tuple[int, dict[str, list[str]]]]:
             tag, value = match.group(1), (match.group(2) or "").strip()
             if tag == "TY":
                 if fields:
-                    yield start, fields  # a record missing its ER
-                fields, start, last = {"TY": [value]}, lineno, "TY"
+                    yield start, _joined(fields)  # a record missing its ER
+                fields, start, last = {"TY": [[value]]}, lineno, "TY"
             elif tag == "ER":
                 if fields is not None:
-                    yield start, fields
+                    yield start, _joined(fields)
                 fields, last = None, ""
             elif fields is not None:
-                fields.setdefault(tag, []).append(value)
+                fields.setdefault(tag, []).append([value])
                 last = tag
         elif fields is not None and last and line.strip():
-            values = fields[last]
-            values[-1] = f"{values[-1]} {line.strip()}".strip()
+            fields[last][-1].append(line.strip())
     if fields:
-        yield start, fields
+        yield start, _joined(fields)
 
 
 def _first(fields: dict[str, list[str]], *tags: str) -> str:
