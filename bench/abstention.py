@@ -1,11 +1,13 @@
-"""Calibrate abstention: best-evidence cosine on answerable vs unanswerable questions, rates per threshold.
+"""Calibrate abstention: the judge's best P(answers) on answerable vs unanswerable questions, rates per threshold.
 
 Usage: python bench/abstention.py --index DIR --positives pubmedqa|exo [--limit N]
 - pubmedqa: PubMedQA questions over an index of their own contexts (build it with
   `exorag eval pubmedqa ../shared/data/pubmedqa/ori_pqal.json --index DIR`): every question is answerable.
 - exo: the EV questions below over the demo index (`exorag demo --index DIR`), answerable from exo_corpus.
 Negatives are the off-topic / out-of-corpus questions below, asked against the same index.
-Prints false-abstain (answerable questions abstained on) and false-answer (unanswerable answered) per threshold.
+Prints false-abstain (answerable questions abstained on) and false-answer (unanswerable answered) per threshold of
+rag.judge.ANSWERS (the rule that also abstains when no answering sentence names the question's specific terms is
+not part of this sweep; bench/judges.py measures the whole rule).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import json
 import statistics
 from pathlib import Path
 
-from rag.answer import ABSTAIN_BELOW, ask
+from rag.answer import ask
+from rag.judge import ANSWERS
 from rag.index import open_index
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -79,7 +82,7 @@ EXO_POSITIVES = [
 
 def supports(index_dir: Path, questions: list[str]) -> list[float]:
     index = open_index(index_dir)
-    return [ask(index, q, abstain_below=-1.0).support for q in questions]
+    return [ask(index, q).support for q in questions]
 
 
 def main() -> None:
@@ -98,10 +101,10 @@ def main() -> None:
     print(f"positives ({args.positives}): n={len(pos)} median {statistics.median(pos):.3f} min {min(pos):.3f}")
     print(f"negatives (off-topic):   n={len(neg)} median {statistics.median(neg):.3f} max {max(neg):.3f}")
     print("threshold  false-abstain  false-answer")
-    for t in [0.25, 0.30, 0.35, 0.38, 0.40, 0.42, 0.44, 0.46, 0.48, 0.50, 0.52]:
+    for t in [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]:
         fa = sum(p < t for p in pos) / len(pos)
         fn = sum(n >= t for n in neg) / len(neg)
-        mark = "  <- current" if abs(t - ABSTAIN_BELOW) < 1e-9 else ""
+        mark = "  <- current" if abs(t - ANSWERS) < 1e-9 else ""
         print(f"  {t:.2f}      {fa:6.3f}        {fn:6.3f}{mark}")
 
 

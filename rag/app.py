@@ -100,6 +100,12 @@ CSS = """
 .exorag-muted { opacity: 0.7; }
 .exorag-badge { font-size: 0.8em; padding: 0 0.4em; border-radius: 4px; background: #fde2e2; color: #7f1d1d; }
 .exorag-unsupported { text-decoration: underline dotted #b91c1c; }
+.exorag-contradicted { background: #fee2e2; text-decoration: line-through #b91c1c; }
+.exorag-mixed { background: #fef3c7; }
+.exorag-badge-contradicted { background: #b91c1c; color: #fff; font-weight: 600; }
+.exorag-badge-mixed { background: #fde68a; color: #78350f; }
+.exorag-source-contradicts { border-left: 4px solid #b91c1c; padding-left: 0.5em; }
+.exorag-contradicted-count { color: #b91c1c; }
 .exorag-table { border-collapse: collapse; margin: 0.5em 0 1em 0; width: 100%; }
 .exorag-table caption { text-align: left; font-weight: 600; padding-bottom: 0.3em; }
 .exorag-table td, .exorag-table th { padding: 2px 8px; border-bottom: 1px solid rgba(128,128,128,0.25);

@@ -3,6 +3,9 @@
 Every `[n]` marker is an in-page link `#exorag-cite-T-n` (T: the answer's turn in the conversation, so markers of
 older answers still find their own sources); the page's small script (`app.JUMP_JS`) opens, scrolls to and
 highlights the source card with that id, whose cited sentence is already in `<mark>` within its passage.
+Quotes and passages go through `render.display_quote`: a quote in the reply is in typographic quotes before its
+`[n]`, and the source paper's own reference markers ("[16]", "(Chen et al., 2018)") in replies and cards are grey,
+smaller `<span class="src-ref">` text, never links, so only our `[n]` markers are clickable.
 All text from the index is HTML-escaped (and `$` too, so nothing is read as LaTeX); links go to PubMed, DOI and
 PMC only where those identifiers are known. Deliberately left out: anything interactive beyond the anchors
 (no scripts here), and the layout of the page itself (app.py).
@@ -15,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .render import authors_short, grouped_references, reference_line, where
+from .render import authors_short, consensus_line, display_quote, grouped_references, reference_line, where
 from .types import Answer, Citation, Document, Filters, Hit
 
 SOURCES_PLACEHOLDER = "<p class='exorag-muted'><em>The sources of each answer appear here.</em></p>"
@@ -63,7 +66,7 @@ def highlighted_passage(citation: Citation, hits: tuple[Hit, ...]) -> str:
         if hit.document.id == citation.document.id and c.char_start <= citation.char_start \
                 and citation.char_end <= c.char_end:
             s, e = citation.char_start - c.char_start, citation.char_end - c.char_start
-            return f"{esc(c.text[:s])}<mark>{esc(c.text[s:e])}</mark>{esc(c.text[e:])}"
+            return f"{_passage(c.text[:s])}<mark>{_passage(c.text[s:e])}</mark>{_passage(c.text[e:])}"
     return highlighted_context(citation.document, citation.char_start, citation.char_end)
 
 
@@ -77,9 +80,14 @@ def highlighted_context(doc: Document, start: int, end: int, chars: int = CONTEX
     if hi < len(text):
         space = text.rfind(" ", end, hi)
         hi = space if space != -1 else hi
-    before = ("… " if lo > 0 else "") + esc(text[lo:start])
-    after = esc(text[end:hi]) + (" …" if hi < len(text) else "")
-    return f"{before}<mark>{esc(text[start:end])}</mark>{after}"
+    before = ("… " if lo > 0 else "") + _passage(text[lo:start])
+    after = _passage(text[end:hi]) + (" …" if hi < len(text) else "")
+    return f"{before}<mark>{_passage(text[start:end])}</mark>{after}"
+
+
+def _passage(text: str) -> str:
+    """Document text for a source card: escaped, the source's own reference markers in grey spans."""
+    return display_quote(text, "html", escape=esc, quotes=False)
 
 
 def _card(anchor: str, label: str, doc: Document, section: str, page: int | None, passage: str) -> str:
@@ -95,7 +103,8 @@ def answer_sources(answer: Answer, turn: int) -> str:
     if answer.abstained:
         head = ("<p><strong>No answer in the indexed literature.</strong> Closest passages (not cited):</p>"
                 if answer.hits else "<p><strong>No passage passed the search and filters.</strong></p>")
-        cards = [_card(f"exorag-closest-{turn}-{i}", "", h.document, h.chunk.section, h.chunk.page, esc(h.chunk.text))
+        cards = [_card(f"exorag-closest-{turn}-{i}", "", h.document, h.chunk.section, h.chunk.page,
+                       _passage(h.chunk.text))
                  for i, h in enumerate(answer.hits, start=1)]
         return head + "\n".join(cards)
     return "\n".join(_card(cite_anchor(turn, c.n), f"[{c.n}] ", c.document, c.section, c.page,
@@ -136,8 +145,14 @@ def reply_markdown(answer: Answer, turn: int, filters: Filters) -> str:
         closest = [f"- {reference_line(h.document, markdown=True)}" for h in answer.hits]
         if not answer.hits:
             return f"*{md_escape(answer.text)}* No passage passed the search and filters." + tail
-        return f"*{md_escape(answer.text)}*\n\n" + "\n".join(closest) + tail
-    body = " ".join(f"{md_escape(c.quote)} [[{c.n}]](#{cite_anchor(turn, c.n)})" for c in answer.citations)
+        why = f" {md_escape(answer.note)}" if answer.note else ""
+        return f"*{md_escape(answer.text)}*{why}\n\n" + "\n".join(closest) + tail
+    body = " ".join(f"{display_quote(c.quote, 'html', escape=md_escape)} [[{c.n}]](#{cite_anchor(turn, c.n)})"
+                    + (f" *({c.stance})*" if c.stance else "") for c in answer.citations)
+    if answer.consensus is not None:
+        body = f"**{md_escape(consensus_line(answer.consensus))}**\n\n" + body
+    if answer.note:
+        body += f"\n\n*{md_escape(answer.note)}*"
     refs = [f"- {', '.join(f'[{n}]' for n in numbers)} {reference_line(doc, markdown=True)}"
             for numbers, doc in grouped_references(answer.citations)]
     return body + "\n\n**References**\n\n" + "\n".join(refs) + tail
@@ -168,8 +183,13 @@ def generated_markdown(result: Any, turn: int, filters: Filters, model: str) -> 
     lines = [" ".join(parts), "", "**References** (each `[n]` opens the sentence that supports it)", "", *refs, "",
              f"*Written by {md_escape(model)} from the passages; every sentence was checked against the passage it "
              f"cites.*"]
-    if result.dropped:
-        lines.append(f"*{len(result.dropped)} sentence(s) dropped as not supported by the passages they cite.*")
+    contradicted = [r for r in result.dropped if r.contradicted]
+    if contradicted:
+        lines.append(f"*{len(contradicted)} sentence(s) dropped as contradicted by the passages they cite:*")
+        lines += [f"- ~~{md_escape(r.sentence)}~~ ({md_escape(r.reason)})" for r in contradicted]
+    if len(result.dropped) > len(contradicted):
+        lines.append(f"*{len(result.dropped) - len(contradicted)} sentence(s) dropped as not supported by the "
+                     "passages they cite.*")
     note = filters_note(filters)
     if note:
         lines.append(f"*{note}*")
@@ -185,29 +205,51 @@ def drafting_markdown(text: str, model: str) -> str:
 
 
 def draft_html(sentences: list[Any]) -> str:
-    """`cite_paragraph`'s result: the draft with suggested `[n]` per sentence (or a 'no support' badge), then each
-    suggested source with its quote highlighted in context."""
+    """`cite_paragraph`'s result: the draft with each sentence's verdict (supporting `[n]`; a red badge and the
+    contradicting `[n]` for a contradicted sentence; an amber one for mixed evidence; a grey one for no support),
+    a tally, then each quoted source with its sentence highlighted in context, contradicting ones labelled."""
     if not sentences:
         return "<p class='exorag-muted'><em>Paste a paragraph of your draft and press Check.</em></p>"
+
+    def marks(citations: tuple[Any, ...]) -> str:
+        return "".join(f"<a href='#{draft_anchor(c.n)}' class='exorag-marker'>[{c.n}]</a>" for c in citations)
+
     out = ["<div class='exorag-draft'><p>"]
     for s in sentences:
-        if s.supported:
-            marks = "".join(f"<a href='#{draft_anchor(c.n)}' class='exorag-marker'>[{c.n}]</a>" for c in s.citations)
-            out.append(f"<span class='exorag-supported'>{esc(s.sentence)}</span> {marks} ")
+        verdict = s.verdict
+        if verdict == "supported":
+            out.append(f"<span class='exorag-supported'>{esc(s.sentence)}</span> {marks(s.citations)} ")
+        elif verdict == "contradicted":
+            out.append(f"<span class='exorag-contradicted'>{esc(s.sentence)}</span> "
+                       f"<span class='exorag-badge exorag-badge-contradicted'>contradicted by</span> "
+                       f"{marks(s.contradicting)} ")
+        elif verdict == "mixed":
+            out.append(f"<span class='exorag-mixed'>{esc(s.sentence)}</span> {marks(s.citations)} "
+                       f"<span class='exorag-badge exorag-badge-mixed'>but contradicted by</span> "
+                       f"{marks(s.contradicting)} ")
         else:
             out.append(f"<span class='exorag-unsupported'>{esc(s.sentence)}</span> "
                        "<span class='exorag-badge'>no supporting passage in the index</span> ")
     out.append("</p></div>")
+    tally = {v: sum(1 for s in sentences if s.verdict == v) for v in ("supported", "contradicted", "mixed")}
+    parts = [f"<strong>{tally['supported']} of {len(sentences)} sentences</strong> have a supporting passage"]
+    if tally["contradicted"]:
+        parts.append(f"<strong class='exorag-contradicted-count'>{tally['contradicted']} contradicted</strong>")
+    if tally["mixed"]:
+        parts.append(f"{tally['mixed']} with evidence both ways")
+    out.append("<p>" + "; ".join(parts) + ".</p>")
     seen: set[int] = set()
-    supported = sum(1 for s in sentences if s.supported)
-    out.append(f"<p><strong>{supported} of {len(sentences)} sentences</strong> have a supporting passage.</p>")
     for s in sentences:
-        for c in s.citations:
+        for c in s.citations + s.contradicting:
             if c.n in seen:
                 continue
             seen.add(c.n)
-            out.append(_card(draft_anchor(c.n), f"[{c.n}] ", c.document, c.section, c.page,
-                             highlighted_context(c.document, c.char_start, c.char_end)))
+            label = f"[{c.n}] " + ("contradicts: " if c.stance == "contradicts" else "")
+            card = _card(draft_anchor(c.n), label, c.document, c.section, c.page,
+                         highlighted_context(c.document, c.char_start, c.char_end))
+            if c.stance == "contradicts":
+                card = card.replace("class='exorag-source'", "class='exorag-source exorag-source-contradicts'", 1)
+            out.append(card)
     return "\n".join(out)
 
 

@@ -1,21 +1,20 @@
-"""Support between a claim and passages: suggested citations for a user's sentences, and the check behind LLM answers.
+"""Claims against passages: which sentences support a claim, which contradict it; `exorag cite` and the LLM check.
 
-A claim (one sentence) is *supported* by a passage when both hold:
-- the cosine (MiniLM) between the claim and the passage's best sentence is at least SUPPORT_COSINE, and
-- at least SUPPORT_OVERLAP of the claim's content words (stopwords dropped, crude stems so that tumour/tumor and
-  exosomes/exosomal match) occur in the passage or its paper's title.
-The cosine says "same topic and gist"; the word overlap catches invented specifics (a drug, a number, a cell type
-the passage never mentions), which embeddings of on-topic sentences do not. Thresholds were set on 31 hand-written
-paraphrases of passages (supported) and 25 on-topic claims cited to the wrong passage, invented claims and
-off-topic facts (unsupported) over the test index: 30/31 supported pass (the miss is a pronoun-led sentence,
-cosine 0.39), 0/25 unsupported do (highest: overlap 0.43, or cosine 0.83 with overlap 0.27). The margin on overlap
-is thin (0.43 vs 0.5), so these are a sensible start, not calibrated figures. The quote of a supported claim is
-the passage's best sentence, verbatim, with offsets into the document text.
+For one claim (a sentence of the user's draft, or of an LLM answer) and some retrieved passages, the quotable
+sentences of the passages are pre-ranked by word overlap and retrieval score (answer.prefilter), the best JUDGED
+are read by the judge
+(rag/judge.py) together with the claim, and each becomes Evidence with the judge's stance: supports, contradicts or
+neither. Evidence counts only where the passage (with its paper's title) shares at least MIN_OVERLAP of the claim's
+content words: the judge reads one sentence, and this keeps a claim about one drug, gene or number from being
+"supported" by a sentence about another.
 
+A claim's verdict: `supported` (some sentence supports it, none contradicts), `contradicted` (some contradicts,
+none supports), `mixed` (both: the literature disagrees, and the writer should see both sides) or `unsupported`.
 `cite_paragraph` splits a user's paragraph into sentences, retrieves passages for each and reports up to
-MAX_QUOTES supporting quotes from distinct papers, or that the index has none.
-Deliberately left out: entailment (a claim that negates a passage still scores high; no NLI model is available
-offline) and support spread over several sentences of a passage (each quote is one sentence).
+MAX_QUOTES supporting and MAX_QUOTES contradicting quotes, each from a distinct paper (a paper counts once, with its
+strongest stance: `paper_stances`), numbered through the text.
+Deliberately left out: support spread over several sentences (each quote is one sentence) and claims longer
+than one sentence.
 """
 
 from __future__ import annotations
@@ -23,40 +22,49 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .answer import candidate_sentences
+from . import judge as judges
+from .answer import candidate_sentences, prefilter
 from .chunk import split_sentences
 from .errors import EmptyQuery
 from .index import Index
+from .judge import Judgement
 from .retrieve import STOPWORDS, search
 from .types import Citation, Filters, Hit
 
-SUPPORT_COSINE = 0.55  # claim vs the passage's best sentence
-SUPPORT_OVERLAP = 0.5  # share of the claim's content words found in the passage (or its title)
-MAX_QUOTES = 3  # supporting quotes reported per sentence by `cite`
-QUOTE_WITHIN = 0.1  # further quotes must be within this strength (mean of cosine and overlap) of the best one
+JUDGED = 24  # sentences per claim that the judge reads (answer.prefilter)
+MIN_OVERLAP = 0.3  # share of the claim's content words the passage (or its title) must contain to count
+MAX_QUOTES = 3  # supporting (and contradicting) quotes reported per sentence by `cite`
+VERDICTS = ("supported", "contradicted", "mixed", "unsupported")
 _WORD = re.compile(r"\w+(?:[-'’]\w+)*")
 _PART = re.compile(r"\w+")
 
 
 @dataclass(frozen=True)
-class Support:
-    """The best sentence of one passage for one claim: offsets into `hit.document.text`, and the two scores."""
+class Evidence:
+    """One judged sentence of one passage for one claim: offsets into `hit.document.text`, the judge's view and the
+    share of the claim's content words in the passage (with its title)."""
 
     hit: Hit
     start: int
     end: int
-    cosine: float
+    judgement: Judgement
     overlap: float
 
+    restates: bool = False  # the claim is this sentence, word for word (a quote pasted into a draft)
+
     @property
-    def supported(self) -> bool:
-        return self.cosine >= SUPPORT_COSINE and self.overlap >= SUPPORT_OVERLAP
+    def stance(self) -> str:
+        if self.restates:
+            return "supports"
+        return self.judgement.stance if self.overlap >= MIN_OVERLAP else "neither"
 
     @property
     def strength(self) -> float:
-        """What supporting quotes are ranked by: the mean of cosine and overlap (the cosine alone favours generic
-        definitions such as "EVs are vesicles released by cells" over the paper that makes the claim)."""
-        return (self.cosine + self.overlap) / 2
+        """How strongly it takes its stance: the judge's probability for it plus half the claim's word coverage (the
+        judge alone rates a sentence on the same topic about as high as the one that states the claim)."""
+        p = {"supports": self.judgement.supports, "contradicts": self.judgement.contradicts}.get(
+            self.stance, self.judgement.neither)
+        return p + 0.5 * self.overlap
 
     @property
     def quote(self) -> str:
@@ -65,21 +73,30 @@ class Support:
     def citation(self, n: int) -> Citation:
         chunk = self.hit.chunk
         return Citation(n=n, document=self.hit.document, quote=self.quote, section=chunk.section, page=chunk.page,
-                        char_start=self.start, char_end=self.end, score=self.cosine)
+                        char_start=self.start, char_end=self.end, score=self.strength, stance=self.stance)
 
 
 @dataclass(frozen=True)
 class SentenceSupport:
-    """One sentence of the user's paragraph (offsets into that paragraph) and the citations suggested for it."""
+    """One sentence of the user's paragraph (offsets into that paragraph), its verdict and the quotes behind it."""
 
     sentence: str
     start: int
     end: int
-    citations: tuple[Citation, ...]
+    citations: tuple[Citation, ...]  # supporting quotes
+    contradicting: tuple[Citation, ...] = ()
+
+    @property
+    def verdict(self) -> str:
+        if self.citations and self.contradicting:
+            return "mixed"
+        if self.citations:
+            return "supported"
+        return "contradicted" if self.contradicting else "unsupported"
 
     @property
     def supported(self) -> bool:
-        return bool(self.citations)
+        return self.verdict == "supported"
 
 
 def _stem(word: str) -> str:
@@ -114,57 +131,78 @@ def _sentences(hit: Hit) -> list[tuple[int, int]]:
         (hit.chunk.char_start, hit.chunk.char_end)]
 
 
-def score_claims(index: Index, claims: list[str], hits: list[Hit]) -> list[list[Support]]:
-    """For each claim, the best sentence of each hit (same order as `hits`), from one batch of embeddings."""
-    if not claims or not hits:
-        return [[] for _ in claims]
-    spans = [_sentences(hit) for hit in hits]
-    texts = [hit.document.text[s:e] for hit, hit_spans in zip(hits, spans) for s, e in hit_spans]
-    vectors = index.embedder.encode(claims + texts, batch_size=64)
-    claim_vectors, sentence_vectors = vectors[: len(claims)], vectors[len(claims):]
-    passages = [f"{hit.document.title} {hit.chunk.text}" for hit in hits]
-    out: list[list[Support]] = []
-    for c, claim in enumerate(claims):
-        cosines = sentence_vectors @ claim_vectors[c]
-        row, offset = [], 0
-        for hit, hit_spans, passage in zip(hits, spans, passages):
-            local = cosines[offset: offset + len(hit_spans)]
-            best = int(local.argmax())
-            s, e = hit_spans[best]
-            row.append(Support(hit=hit, start=s, end=e, cosine=float(local[best]), overlap=overlap(claim, passage)))
-            offset += len(hit_spans)
-        out.append(row)
+def _tokens(text: str) -> list[str]:
+    return _PART.findall(text.lower())
+
+
+def restates(claim: str, sentence: str) -> bool:
+    """Whether the claim's words (at least six) occur in the sentence in order and unbroken: a quotation."""
+    c, s = " ".join(_tokens(claim)), " ".join(_tokens(sentence))
+    return len(c.split()) >= 6 and f" {c} " in f" {s} "
+
+
+def judge_claim(index: Index, claim: str, hits: list[Hit], judged: int = JUDGED) -> list[Evidence]:
+    """The judged sentences of `hits` for `claim` (at most `judged` of them, chosen by answer.prefilter)."""
+    if not hits:
+        return []
+    spans = [(hit, s, e) for hit in hits for s, e in _sentences(hit)]
+    texts = [hit.document.text[s:e] for hit, s, e in spans]
+    order = prefilter(claim, spans, texts, judged)
+    verdicts = judges.load().judge(claim, [texts[i] for i in order])
+    passages: dict[int, float] = {}
+    out = []
+    for i, verdict in zip(order, verdicts):
+        hit, s, e = spans[i]
+        key = id(hit)
+        if key not in passages:
+            passages[key] = overlap(claim, f"{hit.document.title} {hit.chunk.text}")
+        out.append(Evidence(hit=hit, start=s, end=e, judgement=verdict, overlap=passages[key],
+                            restates=restates(claim, texts[i])))
     return out
 
 
-def supporting(supports: list[Support], limit: int = MAX_QUOTES) -> list[Support]:
-    """The supported quotes, strongest first, one per paper, `limit` in all, within QUOTE_WITHIN of the strongest."""
-    ranked = sorted((s for s in supports if s.supported), key=lambda s: -s.strength)
-    chosen: list[Support] = []
-    for s in ranked:
-        if len(chosen) == limit or s.strength < ranked[0].strength - QUOTE_WITHIN:
+def paper_stances(evidence: list[Evidence]) -> list[Evidence]:
+    """Each paper's say on the claim: of its sentences that take a side, the one that takes it most strongly (a
+    paper does not both support and contradict one claim; where its sentences seem to, the stronger one counts)."""
+    best: dict[str, Evidence] = {}
+    for e in evidence:
+        if e.stance != "neither" and (e.hit.document.id not in best or e.strength > best[e.hit.document.id].strength):
+            best[e.hit.document.id] = e
+    return list(best.values())
+
+
+def strongest(evidence: list[Evidence], stance: str, limit: int = MAX_QUOTES) -> list[Evidence]:
+    """The evidence taking `stance`, strongest first, one per paper, `limit` in all."""
+    chosen: list[Evidence] = []
+    for e in sorted((e for e in evidence if e.stance == stance), key=lambda e: -e.strength):
+        if len(chosen) == limit:
             break
-        if all(c.hit.document.id != s.hit.document.id for c in chosen):
-            chosen.append(s)
+        if all(c.hit.document.id != e.hit.document.id for c in chosen):
+            chosen.append(e)
     return chosen
 
 
 def cite_paragraph(index: Index, paragraph: str, k: int = 8, filters: Filters | None = None,
                    limit: int = MAX_QUOTES) -> list[SentenceSupport]:
-    """Suggested citations for each sentence of `paragraph`; numbers run through the paragraph, one per quote."""
+    """The verdict and quotes for each sentence of `paragraph`; numbers run through the paragraph, one per quote."""
     spans = split_sentences(paragraph)
     if not spans:
         raise EmptyQuery("there is no text to cite: give a file with a paragraph, or pipe one into `exorag cite -`")
     numbers: dict[tuple[str, int, int], int] = {}
     out = []
+
+    def cite(evidence: list[Evidence]) -> tuple[Citation, ...]:
+        citations = []
+        for e in evidence:
+            n = numbers.setdefault((e.hit.document.id, e.start, e.end), len(numbers) + 1)
+            citations.append(e.citation(n))
+        return tuple(citations)
+
     for s, e in spans:
         sentence = " ".join(paragraph[s:e].split())
         hits = search(index, sentence, k=k, filters=filters) if content_words(sentence) else []
-        chosen = supporting(score_claims(index, [sentence], hits)[0], limit) if hits else []
-        citations = []
-        for support in chosen:
-            key = (support.hit.document.id, support.start, support.end)
-            n = numbers.setdefault(key, len(numbers) + 1)
-            citations.append(support.citation(n))
-        out.append(SentenceSupport(sentence=sentence, start=s, end=e, citations=tuple(citations)))
+        evidence = paper_stances(judge_claim(index, sentence, hits))
+        out.append(SentenceSupport(sentence=sentence, start=s, end=e,
+                                   citations=cite(strongest(evidence, "supports", limit)),
+                                   contradicting=cite(strongest(evidence, "contradicts", limit))))
     return out

@@ -167,7 +167,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     llm = config_from(args.llm_url, args.llm_model, args.llm_key, args.llm_timeout, stream=not args.llm_no_stream,
                       unsupported=args.llm_unsupported)
     if llm is not None:  # only then does anything leave the machine
-        result = generate(_open_checked(args), args.question, llm, k=args.k, filters=_filters(args))
+        result = generate(_open_checked(args), args.question, llm, k=args.k, filters=_filters(args),
+                          expand=args.expand)
         if args.format:
             from .export import export
 
@@ -288,9 +289,10 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
     report = remove_documents(_open(args), args.doc_ids)
     for doc_id in report.not_found:
-        print(f"error: no document with id {doc_id!r}", file=sys.stderr)
-    print(f"removed {len(report.removed)} documents; vectors -{report.vectors_removed}")
-    return 0 if report.removed else 1
+        print(f"already absent: {doc_id!r} (no document with this id)")
+    absent = f", {len(report.not_found)} already absent" if report.not_found else ""
+    print(f"removed {len(report.removed)} documents{absent}; vectors -{report.vectors_removed}")
+    return 0  # every id named is absent now: the goal holds
 
 
 def cmd_sync(args: argparse.Namespace) -> int:

@@ -6,9 +6,10 @@ numbered 1..k (with title and year) in the prompt, and the model is told to answ
 sentence with its [n]. The request asks for a stream (SSE `data:` lines with choices[0].delta.content); a server
 that answers plain JSON (choices[0].message.content) is read as such.
 
-The model's answer is then checked sentence by sentence (rag.cite defines support): a sentence must cite only
-passages that exist, and the passages it cites must support it; otherwise it is dropped (or kept and marked
-"[unsupported]"). Each kept citation points at the verbatim best-supporting sentence of the cited passage, with
+The model's answer is then checked sentence by sentence by the judge (rag.cite): a sentence must cite only passages
+that exist, and a sentence of the passages it cites must support it; otherwise it is dropped (or kept and marked
+"[unsupported]"). A sentence that a cited passage contradicts (and none supports) is always dropped, and reported
+as contradicted, with the contradicting quote. Each kept citation points at the verbatim best-supporting sentence of the cited passage, with
 offsets into the document text, exactly like the extractive answer; numbers are reassigned in order of appearance.
 When the server cannot be reached, times out, answers an HTTP error or something malformed, or when no sentence
 survives, the extractive answer (rag.answer) is returned with a note saying why. Nothing is sent anywhere unless
@@ -32,7 +33,7 @@ from typing import Any, Literal
 
 from . import answer as extractive
 from .chunk import split_sentences
-from .cite import SUPPORT_COSINE, SUPPORT_OVERLAP, Support, overlap, score_claims
+from .cite import Evidence, judge_claim
 from .errors import LLMError
 from .index import Index
 from .retrieve import normalize_query, search
@@ -41,7 +42,6 @@ from .types import Answer, Citation, Filters, Hit
 Unsupported = Literal["drop", "mark"]
 DEFAULT_TIMEOUT_S = 120.0  # longest wait for the reply to start, or for its next piece while it streams
 MAX_RESPONSE_BYTES = 2_000_000
-KEEP_COSINE = extractive.ABSTAIN_BELOW  # a cited passage this far from a supported sentence loses its marker
 MAX_RANGE = 20  # "[1-3]" expands; a wider range is taken as nonsense
 UNSUPPORTED_MARK = "[unsupported]"
 SYSTEM_PROMPT = (
@@ -76,6 +76,7 @@ class Rejected:
 
     sentence: str
     reason: str
+    contradicted: bool = False  # a cited passage says the opposite: dropped even when unsupported ones are marked
 
 
 @dataclass(frozen=True)
@@ -90,11 +91,18 @@ class Generated:
 
     @property
     def dropped(self) -> tuple[Rejected, ...]:
-        return self.rejected if self.unsupported == "drop" or self.mode == "extractive" else ()
+        if self.unsupported == "drop" or self.mode == "extractive":
+            return self.rejected
+        return tuple(r for r in self.rejected if r.contradicted)
 
     @property
     def marked(self) -> tuple[Rejected, ...]:
-        return self.rejected if self.unsupported == "mark" and self.mode == "llm" else ()
+        return tuple(r for r in self.rejected if not r.contradicted) if self.unsupported == "mark" \
+            and self.mode == "llm" else ()
+
+    @property
+    def contradicted(self) -> tuple[Rejected, ...]:
+        return tuple(r for r in self.rejected if r.contradicted)
 
 
 def endpoint(base: str) -> str:
@@ -293,27 +301,23 @@ def verify(
 ) -> tuple[str, tuple[Citation, ...], tuple[Rejected, ...]]:
     """The checked answer text with renumbered [n] markers, its citations, and the sentences that failed."""
     sentences = parse_sentences(text)
-    cited = sorted({n for _, numbers in sentences for n in numbers if 1 <= n <= len(hits)})  # embed only these
-    rows = score_claims(index, [clean for clean, _ in sentences], [hits[n - 1] for n in cited])
-    scores = [dict(zip(cited, row)) for row in rows]
-    passages = [f"{hit.document.title} {hit.chunk.text}" for hit in hits]
     numbers: dict[tuple[str, int, int], int] = {}
     citations: list[Citation] = []
     parts: list[str] = []
     rejected: list[Rejected] = []
-    for (clean, numbers_cited), row in zip(sentences, scores):
-        kept, reason = _check(clean, numbers_cited, row, passages)
+    for clean, numbers_cited in sentences:
+        kept, reason, contradicted = _check(index, clean, numbers_cited, hits)
         if not kept:
-            rejected.append(Rejected(sentence=clean, reason=reason))
-            if unsupported == "mark":
+            rejected.append(Rejected(sentence=clean, reason=reason, contradicted=contradicted))
+            if unsupported == "mark" and not contradicted:
                 parts.append(f"{clean} {UNSUPPORTED_MARK}")
             continue
         markers = []
-        for support in kept:
-            key = (support.hit.document.id, support.start, support.end)
+        for evidence in kept:
+            key = (evidence.hit.document.id, evidence.start, evidence.end)
             if key not in numbers:
                 numbers[key] = len(numbers) + 1
-                citations.append(support.citation(numbers[key]))
+                citations.append(evidence.citation(numbers[key]))
             if numbers[key] not in markers:
                 markers.append(numbers[key])
         parts.append(clean + " " + "".join(f"[{n}]" for n in markers))
@@ -322,25 +326,31 @@ def verify(
     return " ".join(parts), tuple(citations), tuple(rejected)
 
 
-def _check(clean: str, cited: list[int], row: dict[int, Support], passages: list[str]) -> tuple[list[Support], str]:
-    """The supports to cite for one sentence (`row`: its best sentence per cited passage), or ([], why not)."""
+def _check(index: Index, clean: str, cited: list[int], hits: list[Hit]) -> tuple[list[Evidence], str, bool]:
+    """The supporting sentences to cite for one generated sentence (one per cited passage), or ([], why not,
+    whether a cited passage contradicts it)."""
     if not cited:
-        return [], "cites no passage"
-    missing = [n for n in cited if not 1 <= n <= len(passages)]
+        return [], "cites no passage", False
+    missing = [n for n in cited if not 1 <= n <= len(hits)]
     if missing:
-        return [], f"cites [{', '.join(map(str, missing))}], not among the {len(passages)} passages"
-    supports = [row[n] for n in cited]
-    best = max(s.cosine for s in supports)
-    words = overlap(clean, " ".join(passages[n - 1] for n in cited))
-    if best < SUPPORT_COSINE or words < SUPPORT_OVERLAP:
-        return [], (f"not supported by the passage(s) it cites: best sentence cosine {best:.2f}, "
-                    f"{words:.0%} of its words found")
-    return sorted((s for s in supports if s.cosine >= KEEP_COSINE), key=lambda s: -s.strength), ""
+        return [], f"cites [{', '.join(map(str, missing))}], not among the {len(hits)} passages", False
+    evidence = judge_claim(index, clean, [hits[n - 1] for n in cited])
+    supports: dict[str, Evidence] = {}
+    for e in sorted((e for e in evidence if e.stance == "supports"), key=lambda e: -e.strength):
+        supports.setdefault(e.hit.document.id + f"#{e.hit.chunk.id}", e)
+    if supports:
+        return list(supports.values()), "", False
+    against = [e for e in evidence if e.stance == "contradicts"]
+    if against:
+        best = max(against, key=lambda e: e.strength)
+        return [], f"contradicted by the passage it cites: \"{best.quote}\"", True
+    top = max((e.judgement.supports for e in evidence), default=0.0)
+    return [], f"not supported by the passage(s) it cites (best support {top:.2f})", False
 
 
 def generate(
     index: Index, question: str, config: LLMConfig, k: int = 8, filters: Filters | None = None,
-    on_text: Callable[[str], None] | None = None,
+    on_text: Callable[[str], None] | None = None, expand: bool = True,
 ) -> Generated:
     """A verified LLM answer from the top `k` passages, or the extractive answer with a note saying why not.
 
@@ -348,11 +358,11 @@ def generate(
     not, so other questions are answered while it writes. `on_text`: see `chat`."""
     question = normalize_query(question)
     with index.lock:
-        hits = search(index, question, k=k, filters=filters)
+        hits = search(index, question, k=k, filters=filters, expand=expand)
 
     def fallback(note: str, rejected: tuple[Rejected, ...] = ()) -> Generated:
-        with index.lock:
-            plain = extractive.ask(index, question, k=k, filters=filters)
+        with index.lock:  # the passages already found: no second search
+            plain = extractive.ask(index, question, k=k, filters=filters, expand=expand, hits=hits)
         return Generated(answer=plain, mode="extractive", note=note, rejected=rejected,
                          unsupported=config.unsupported)
 

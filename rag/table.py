@@ -1,9 +1,12 @@
 """Evidence tables for review writing: one row per paper that answers a question, as CSV or Markdown.
 
-`evidence_table` asks the question the way rag/answer.py does (same retrieval, same sentence scoring, same
-abstention), but keeps one evidence sentence per paper and up to `k` papers, so every row's key finding is a
-Citation: the sentence quoted verbatim (`document.text[char_start:char_end]`) followed by its `[n]`. The other
-columns come from the paper's metadata and its study tags (rag/tags.py). An abstaining question gives no rows.
+`evidence_table` asks the question the way rag/answer.py does (same retrieval, same judge, same abstention), but
+keeps one evidence sentence per paper and up to `k` papers, so a paper has a row only when the judge says its
+sentence answers the question, and every row's key finding is a Citation: the sentence quoted verbatim
+(`document.text[char_start:char_end]`) followed by its `[n]`. For a yes/no question a `stance` column says whether
+the paper's sentence supports or contradicts (or neither) the question's proposition; other questions have no such
+column. The other columns come from the paper's metadata and its study tags (rag/tags.py). An abstaining question
+gives no rows.
 Deliberately left out: effect sizes, sample sizes and risk-of-bias columns (no reliable extraction offline).
 """
 
@@ -20,10 +23,11 @@ from .render import authors_short
 from .types import Answer, Citation, Filters
 
 COLUMNS: tuple[str, ...] = ("n", "citation", "year", "design", "species", "source", "methods", "cargo",
-                            "key_finding", "doc_id", "url")
+                            "key_finding", "stance", "doc_id", "url")
 HEADERS: dict[str, str] = {"n": "n", "citation": "citation", "year": "year", "design": "design",
                            "species": "species", "source": "EV source", "methods": "methods", "cargo": "cargo",
-                           "key_finding": "key finding", "doc_id": "doc id", "url": "url"}
+                           "key_finding": "key finding", "stance": "stance", "doc_id": "doc id",
+                           "url": "url"}
 
 
 @dataclass(frozen=True)
@@ -42,10 +46,16 @@ class Row:
     doc_id: str
     url: str
     quote: Citation
+    stance: str = ""  # yes/no questions: supports / contradicts / neither
 
     def values(self) -> list[str]:
         return [str(self.n), self.citation, "" if self.year is None else str(self.year), self.design, self.species,
-                self.source, self.methods, self.cargo, self.key_finding, self.doc_id, self.url]
+                self.source, self.methods, self.cargo, self.key_finding, self.stance, self.doc_id, self.url]
+
+
+def columns(rows: list[Row]) -> tuple[str, ...]:
+    """The table's columns: `stance` only when the rows have one (a yes/no question)."""
+    return COLUMNS if any(r.stance for r in rows) else tuple(c for c in COLUMNS if c != "stance")
 
 
 def _label(values: list[str]) -> str:
@@ -92,18 +102,29 @@ def rows_for(index: Index, answer: Answer) -> list[Row]:
             species=_label(t.get("species", [])), source=_label(t.get("ev_source", [])),
             methods=_label(t.get("isolation", []) + t.get("characterisation", [])), cargo=_label(t.get("cargo", [])),
             key_finding=" ".join(f"\"{q.quote}\" [{q.n}]" for q in quotes), doc_id=c.document.id,
-            url=c.document.url, quote=c,
+            url=c.document.url, quote=c, stance=_paper_stance(quotes),
         ))
     return rows
+
+
+def _paper_stance(quotes: list[Citation]) -> str:
+    stances = {q.stance for q in quotes if q.stance}
+    if not stances:
+        return ""
+    if "supports" in stances and "contradicts" in stances:
+        return "mixed"
+    return next((s for s in ("supports", "contradicts") if s in stances), "neither")
 
 
 def to_csv(rows: list[Row]) -> str:
     """RFC 4180 CSV (csv module quoting), a header row first."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow([HEADERS[c] for c in COLUMNS])
+    shown = columns(rows)
+    writer.writerow([HEADERS[c] for c in shown])
     for row in rows:
-        writer.writerow(row.values())
+        cells = dict(zip(COLUMNS, row.values()))
+        writer.writerow([cells[c] for c in shown])
     return buffer.getvalue()
 
 
@@ -113,7 +134,7 @@ def _cell(text: str) -> str:
 
 def to_markdown(rows: list[Row]) -> str:
     """A GitHub-flavoured Markdown table; pipes and backslashes in cells are escaped, line breaks folded."""
-    shown = [c for c in COLUMNS if c != "doc_id"]
+    shown = [c for c in columns(rows) if c != "doc_id"]
     lines = ["| " + " | ".join(HEADERS[c] for c in shown) + " |", "|" + "---|" * len(shown)]
     for row in rows:
         cells = dict(zip(COLUMNS, row.values()))

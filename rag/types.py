@@ -128,6 +128,7 @@ class Citation:
     char_start: int
     char_end: int
     score: float
+    stance: str | None = None  # for yes/no questions and claims: the judge's "supports" / "contradicts" / "neither"
 
 
 @dataclass(frozen=True)
@@ -139,4 +140,7 @@ class Answer:
     abstained: bool
     citations: tuple[Citation, ...] = ()
     hits: tuple[Hit, ...] = field(default=())
-    support: float = 0.0  # cosine of the best evidence sentence to the question (what abstention is decided on)
+    support: float = 0.0  # the judge's P(answers) of the best sentence (what abstention is decided on)
+    consensus: dict[str, int] | None = None  # yes/no questions: papers that support / contradict / neither
+    missing: tuple[str, ...] = ()  # the question's specific terms that no cited sentence (or its title) mentions
+    note: str = ""  # why it abstained, or what the answer leaves out

@@ -40,3 +40,36 @@ def test_penalty_changes_order_not_support(index: Index, monkeypatch: pytest.Mon
     assert not penalised.abstained and not answer.is_meta(penalised.citations[0].quote)
     for c in penalised.citations:
         assert c.document.text[c.char_start:c.char_end] == c.quote
+
+
+def test_yes_no_question_gets_a_consensus_and_labelled_quotes(built_index, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from rag.cli import main
+
+    assert main(["ask", "Does PDE1A promote metastasis of non-small cell lung cancer?", "--index", str(built_index),
+                 "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert not payload["abstained"]
+    consensus = payload["consensus"]
+    assert set(consensus) == {"supports", "contradicts", "neither"}
+    assert sum(consensus.values()) == len({c["doc_id"] for c in payload["citations"]})
+    assert all(c["stance"] in ("supports", "contradicts", "neither") for c in payload["citations"])
+    assert payload["answer"].startswith("Consensus: ")
+    assert "pmid:40704992" in {c["doc_id"] for c in payload["citations"]}  # the paper that answers it is quoted
+
+
+def test_abstains_when_no_answer_names_the_specific_term(index: Index) -> None:
+    result = answer.ask(index, "What is the recommended dose of zorbatinib?")
+    assert result.abstained and result.citations == ()
+    assert "zorbatinib" in " ".join(result.missing).lower() or result.support < 0.5
+
+
+def test_answers_quote_only_judged_answering_sentences(index: Index) -> None:
+    from rag import judge
+
+    result = answer.ask(index, "Which markers are used to characterise extracellular vesicles?")
+    assert not result.abstained
+    for c in result.citations:
+        assert c.score >= judge.ANSWERS and answer.is_quotable(c.quote)
+        assert c.document.text[c.char_start:c.char_end] == c.quote

@@ -10,7 +10,6 @@ references no external font or script host. The page in a real browser: tests/te
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 import os
@@ -32,9 +31,10 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio.utils import get_upload_folder  # noqa: E402
 
 from rag import app, app_handlers, store, table  # noqa: E402
-from rag.app_html import answer_sources, cite_anchor, corpus_html, draft_html, md_escape, reply_markdown, \
+from rag.app_html import answer_sources, cite_anchor, corpus_html, draft_html, esc, md_escape, reply_markdown, \
     sources_panel  # noqa: E402
 from rag.index import Index, open_index  # noqa: E402
+from rag.render import display_quote  # noqa: E402
 from rag.retrieve import search  # noqa: E402
 from rag.types import Answer, Chunk, Citation, Document, Filters, Hit, Section  # noqa: E402
 
@@ -167,7 +167,8 @@ def test_reply_markdown_links_markers_to_source_cards(index: Index) -> None:
     for c in answer.citations:
         assert f"[[{c.n}]](#{cite_anchor(3, c.n)})" in reply
         assert f"id='{cite_anchor(3, c.n)}'" in panel
-        assert f"<mark>{html.escape(c.quote, quote=True).replace('$', '&#36;')}</mark>" in panel
+        # the quote escaped, with the source's own reference markers (if any) in grey spans
+        assert f"<mark>{display_quote(c.quote, 'html', escape=esc, quotes=False)}</mark>" in panel
     assert "**References**" in reply and "https://" in reply.split("**References**")[1]
     assert reply.endswith("*Filters: years 2010–…*")
     folded = sources_panel([{"turn": 1, "question": "first <q>", "sources": "A"},

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -59,16 +58,20 @@ def test_falls_back_with_a_note_when_the_model_fails(index: Index, llm, fake: Fa
 
 
 def test_the_lock_is_free_while_the_model_writes(index: Index, llm, fake: FakeLLM) -> None:  # type: ignore[no-untyped-def]
-    fake.behaviour = "slow"  # the fake waits 2 s before answering
-    started = time.monotonic()
+    fake.behaviour = "held"  # the fake holds its reply until released: no timing involved
+    fake.holding.clear()
+    fake.release.clear()
     worker = threading.Thread(target=app_handlers.run_generated, args=(index, QUESTION, llm, 8, Filters()))
     worker.start()
-    time.sleep(0.5)
-    other = app_handlers.run_question(index, "Which markers are used to characterise extracellular vesicles?", 8)
-    answered_after = time.monotonic() - started
-    worker.join(30)
-    assert not isinstance(other, str) and other.citations
-    assert answered_after < 2.0, answered_after  # not queued behind the model's 2 s
+    try:
+        assert fake.holding.wait(60), "the generative request never reached the model"
+        other = app_handlers.run_question(index, "Which markers are used to characterise extracellular vesicles?", 8)
+        assert not fake.release.is_set()  # answered while the model was still writing: the lock was free
+        assert not isinstance(other, str) and other.citations
+    finally:
+        fake.release.set()
+        worker.join(60)
+    assert not worker.is_alive()
 
 
 def test_ask_endpoint_in_generative_mode(built_index: Path, llm) -> None:  # type: ignore[no-untyped-def]

@@ -30,13 +30,15 @@ def test_stdin_json_supports_paraphrase_and_not_off_topic(built_index: Path, cap
     payload = json.loads(capsys.readouterr().out)
     assert set(payload) == {"sentences"}
     first, second = payload["sentences"]
-    assert set(first) >= {"sentence", "supported", "citations"}
+    assert set(first) >= {"sentence", "verdict", "supported", "citations", "contradicting"}
     assert first["sentence"].startswith("Extracellular vesicles released") and first["supported"] is True
+    assert first["verdict"] == "supported"
     assert first["citations"][0]["doc_id"] == PNAS
     assert "retroviruses" in first["citations"][0]["quote"]
     assert 1 <= len(first["citations"]) <= 3
     assert second == {"sentence": "The Eiffel Tower was completed in 1889.", "start": second["start"],
-                      "end": second["end"], "supported": False, "citations": []}
+                      "end": second["end"], "verdict": "unsupported", "supported": False, "citations": [],
+                      "contradicting": []}
     assert PARAGRAPH[second["start"]:second["end"]] == second["sentence"]
     index = open_index(built_index)
     try:
@@ -58,7 +60,7 @@ def test_file_text_output_has_markers_and_references(built_index: Path, tmp_path
     assert lines[0].startswith("Extracellular vesicles released") and re.search(r"made\. \[1\](\[[23]\])*$", lines[0])
     assert lines[1] == "The Eiffel Tower was completed in 1889. [no supporting passage in the index]"
     assert "\nReferences\n[1] " in out and "https://doi.org/10.1073/pnas.1605146113" in out
-    assert re.search(r'^    \[1\] ".*retroviruses.*" \(Abstract\)$', out, re.MULTILINE)
+    assert re.search(r'^    \[1\] “.*retroviruses.*” \(Abstract\)$', out, re.MULTILINE)
 
 
 def test_filters_apply_and_bad_input_is_an_error(built_index: Path, tmp_path: Path,
@@ -80,3 +82,19 @@ def test_overlap_matches_spelling_and_word_forms() -> None:
     assert overlap("Tumour exosomes drive metastasis", "tumor-derived exosomal cargo drives metastatic spread") == 1.0
     assert overlap("Metformin restores PUM1", "PUM1 is decreased in MASLD") == pytest.approx(1 / 3)
     assert overlap("the of and", "anything") == 0.0
+
+
+def test_reversed_finding_is_contradicted_with_the_quote(index) -> None:  # type: ignore[no-untyped-def]
+    from rag.cite import cite_paragraph
+
+    # pmid:40704992 (in the test index): "... PDE1A promoted NSCLC metastasis by activating the STAT3 pathway."
+    same, reversed_, absent = cite_paragraph(index, (
+        "PDE1A promotes metastasis of non-small cell lung cancer through STAT3 signalling. "
+        "PDE1A suppresses metastasis of non-small cell lung cancer through STAT3 signalling. "
+        "Saturn's rings are made of ice and rock."), k=8)
+    assert same.verdict in ("supported", "mixed") and "pmid:40704992" in {c.document.id for c in same.citations}
+    assert reversed_.verdict == "contradicted" and not reversed_.citations
+    quote = reversed_.contradicting[0]
+    assert quote.document.id == "pmid:40704992" and "PDE1A" in quote.quote
+    assert quote.stance == "contradicts" and quote.document.text[quote.char_start:quote.char_end] == quote.quote
+    assert absent.verdict == "unsupported" and not absent.citations and not absent.contradicting

@@ -56,6 +56,8 @@ class FakeLLM:
         self.behaviour = "stream"
         self.reply = good_answer
         self.requests: list[dict[str, Any]] = []
+        self.holding = threading.Event()  # behaviour "held": set while a request waits for `release`
+        self.release = threading.Event()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -79,6 +81,9 @@ class FakeLLM:
         text = self.reply(body["messages"][-1]["content"])
         if self.behaviour == "slow":
             time.sleep(2.0)
+        if self.behaviour == "held":  # answers only once the test says so (or after 60 s)
+            self.holding.set()
+            self.release.wait(60)
         if self.behaviour == "error":
             self.send(handler, 500, "application/json", b'{"error": {"message": "model crashed"}}')
         elif self.behaviour == "malformed":

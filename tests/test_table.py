@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rag.cli import main
-from rag.table import COLUMNS, HEADERS, evidence_table, to_csv, to_markdown
+from rag.table import COLUMNS, HEADERS, columns, evidence_table, to_csv, to_markdown
 from rag.types import Filters
 
 QUESTION = "Which methods are used to measure the size of extracellular vesicles?"
@@ -43,8 +43,9 @@ def test_one_row_per_paper_with_verbatim_findings(rows) -> None:  # type: ignore
 def test_csv_is_valid_and_round_trips(rows) -> None:  # type: ignore[no-untyped-def]
     text = to_csv(rows)
     parsed = list(csv.reader(io.StringIO(text)))
-    assert parsed[0] == [HEADERS[c] for c in COLUMNS]
-    assert parsed[1:] == [r.values() for r in rows]
+    assert parsed[0] == [HEADERS[c] for c in columns(rows)]
+    shown = [COLUMNS.index(c) for c in columns(rows)]
+    assert parsed[1:] == [[r.values()[i] for i in shown] for r in rows]
     tricky = dataclasses.replace(rows[0], key_finding='"a, b" [1]\nsecond line', citation="x | y")
     assert list(csv.reader(io.StringIO(to_csv([tricky]))))[1][8] == '"a, b" [1]\nsecond line'
 
