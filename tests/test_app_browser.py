@@ -231,8 +231,14 @@ def test_generative_chat_streams_a_draft_then_the_checked_answer(built_index: Pa
             expect(bot).not_to_contain_text("ten minutes")  # the invented sentence did not survive the check
             marker = bot.locator("a[href^='#exorag-cite-']").first
             target = marker.get_attribute("href")[1:]
-            marker.click()
-            expect(pg.locator(f"#{target}")).to_have_class("exorag-source exorag-active")
+            for attempt in range(3):  # the sources panel may still be re-rendered just after the reply lands
+                marker.click()
+                try:
+                    expect(pg.locator(f"#{target}")).to_have_class("exorag-source exorag-active", timeout=3000)
+                    break
+                except AssertionError:
+                    if attempt == 2:
+                        raise
             pg.screenshot(path=str(SHOTS / "exorag-llm-answer.png"))
         finally:
             pg.close()

@@ -274,9 +274,8 @@ def export(args) -> None:
     shutil.copy(onnx_embed.transformer_dir(onnx_embed.bundled_model_dir()) / "tokenizer.json", dest / "tokenizer.json")
     figures = json.loads((args.out / "dev_figures.json").read_text()) if (args.out / "dev_figures.json").exists() else {}
     meta = {"outputs": ["answer", *[f"stance_{s}" for s in STANCE]], "max_length": MAX_LEN,
-            "base": "sentence-transformers/all-MiniLM-L6-v2", "trained_with": vars(args) | {
-                "data": str(args.data), "out": str(args.out), "export": str(args.export)},
-            "dev_figures_torch": figures}
+            "base": "sentence-transformers/all-MiniLM-L6-v2", "exported_from": str(args.out / "model"),
+            "dev_figures_torch": figures}  # how that model was trained: the README's model card
     (dest / "judge.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
     print(f"wrote {dest}: {sorted(p.name for p in dest.iterdir())}")
 
