@@ -19,7 +19,7 @@ Deliberately left out: generative answers (generate.py) and answers assembled ac
 from __future__ import annotations
 
 import re
-
+from functools import lru_cache
 
 from . import judge as judges
 from . import store, thesaurus
@@ -134,7 +134,7 @@ def specific_terms(index: Index, question: str) -> list[str]:
     found in fewer than RARE_SHARE of the index's chunks, less the EV vocabulary of the thesaurus (which has
     synonyms a sentence may use instead) and plain numbers."""
     words = re.findall(r"[A-Za-z0-9][\w]*(?:[-'’][\w]+)*", question)
-    vocabulary = {w for g in thesaurus.load().groups for t in g.terms + g.ambiguous for w in t}
+    vocabulary = _ev_vocabulary()
     candidates = []
     for word in words:
         low = word.lower()
@@ -150,6 +150,12 @@ def specific_terms(index: Index, question: str) -> list[str]:
         if gene_shaped(word) or (n is not None and n < RARE_SHARE * size and len(word) > 3):
             out.append(word)
     return out
+
+
+@lru_cache(maxsize=1)
+def _ev_vocabulary() -> frozenset[str]:
+    """Every word of the curated EV thesaurus (computed once)."""
+    return frozenset(w for g in thesaurus.load().groups for t in g.terms + g.ambiguous for w in t)
 
 
 def _mentions(term: str, text: str) -> bool:
@@ -224,36 +230,40 @@ def ask(
                   support=best, consensus=consensus, missing=missing, note=note)
 
 
+def paper_stance(stances: set[str]) -> str:
+    """One paper's stance from those of its cited sentences: supports or contradicts when its sentences take that
+    side only, mixed when they take both, else neither."""
+    if "supports" in stances and "contradicts" in stances:
+        return "mixed"
+    return next((s for s in ("supports", "contradicts") if s in stances), "neither")
+
+
 def paper_consensus(citations: list[Citation]) -> dict[str, int]:
-    """Papers counted once each: supports if any of its cited sentences supports (and none contradicts),
-    contradicts if one contradicts (and none supports), otherwise neither."""
+    """Papers counted once each by `paper_stance`; a mixed paper counts as neither."""
     by_paper: dict[str, set[str]] = {}
     for c in citations:
         by_paper.setdefault(c.document.id, set()).add(c.stance or "neither")
     counts = {"supports": 0, "contradicts": 0, "neither": 0}
     for stances in by_paper.values():
-        if "supports" in stances and "contradicts" not in stances:
-            counts["supports"] += 1
-        elif "contradicts" in stances and "supports" not in stances:
-            counts["contradicts"] += 1
-        else:
-            counts["neither"] += 1
+        stance = paper_stance(stances)
+        counts["neither" if stance == "mixed" else stance] += 1
     return counts
+
+
+def _quoted(terms: tuple[str, ...]) -> str:
+    return ", ".join(f'"{t}"' for t in terms)
 
 
 def _missing_note(missing: tuple[str, ...]) -> str:
     if not missing:
         return ""
-    names = ", ".join(f'"{m}"' for m in missing)
-    return f"No cited sentence mentions {names}: the indexed literature may not cover that part of the question."
+    return (f"No cited sentence mentions {_quoted(missing)}: the indexed literature may not cover that part of the "
+            "question.")
 
 
 def _abstain(question: str, hits: list[Hit], support: float, missing: tuple[str, ...] = ()) -> Answer:
     text = ("The indexed literature does not appear to answer this question. "
             "The closest passages found are listed below; none is cited as an answer.")
-    note = ""
-    if missing:
-        names = ", ".join(f'"{m}"' for m in missing)
-        note = f"No passage judged to answer mentions {names}."
+    note = f"No passage judged to answer mentions {_quoted(missing)}." if missing else ""
     return Answer(question=question, text=text, abstained=True, citations=(), hits=tuple(hits[:3]), support=support,
                   missing=missing, note=note)

@@ -90,9 +90,12 @@ def _passage(text: str) -> str:
     return display_quote(text, "html", escape=esc, quotes=False)
 
 
-def _card(anchor: str, label: str, doc: Document, section: str, page: int | None, passage: str) -> str:
+def _card(anchor: str, label: str, doc: Document, section: str, page: int | None, passage: str,
+          kind: str = "") -> str:
+    """A source card; `kind` adds a class (e.g. exorag-source-contradicts)."""
     title = esc(doc.title or doc.id)
-    return (f"<div class='exorag-source' id='{anchor}'><p><strong>{label}{title}</strong><br>"
+    classes = f"exorag-source {kind}" if kind else "exorag-source"
+    return (f"<div class='{classes}' id='{anchor}'><p><strong>{label}{title}</strong><br>"
             f"<small>{byline(doc, section, page)}</small><br><span class='exorag-links'>{links(doc)}</span></p>"
             f"<blockquote>{passage}</blockquote></div>")
 
@@ -244,12 +247,10 @@ def draft_html(sentences: list[Any]) -> str:
             if c.n in seen:
                 continue
             seen.add(c.n)
-            label = f"[{c.n}] " + ("contradicts: " if c.stance == "contradicts" else "")
-            card = _card(draft_anchor(c.n), label, c.document, c.section, c.page,
-                         highlighted_context(c.document, c.char_start, c.char_end))
-            if c.stance == "contradicts":
-                card = card.replace("class='exorag-source'", "class='exorag-source exorag-source-contradicts'", 1)
-            out.append(card)
+            against = c.stance == "contradicts"
+            out.append(_card(draft_anchor(c.n), f"[{c.n}] " + ("contradicts: " if against else ""), c.document,
+                             c.section, c.page, highlighted_context(c.document, c.char_start, c.char_end),
+                             kind="exorag-source-contradicts" if against else ""))
     return "\n".join(out)
 
 

@@ -141,7 +141,7 @@ def restates(claim: str, sentence: str) -> bool:
     return len(c.split()) >= 6 and f" {c} " in f" {s} "
 
 
-def judge_claim(index: Index, claim: str, hits: list[Hit], judged: int = JUDGED) -> list[Evidence]:
+def judge_claim(claim: str, hits: list[Hit], judged: int = JUDGED) -> list[Evidence]:
     """The judged sentences of `hits` for `claim` (at most `judged` of them, chosen by answer.prefilter)."""
     if not hits:
         return []
@@ -201,7 +201,7 @@ def cite_paragraph(index: Index, paragraph: str, k: int = 8, filters: Filters | 
     for s, e in spans:
         sentence = " ".join(paragraph[s:e].split())
         hits = search(index, sentence, k=k, filters=filters) if content_words(sentence) else []
-        evidence = paper_stances(judge_claim(index, sentence, hits))
+        evidence = paper_stances(judge_claim(sentence, hits))
         out.append(SentenceSupport(sentence=sentence, start=s, end=e,
                                    citations=cite(strongest(evidence, "supports", limit)),
                                    contradicting=cite(strongest(evidence, "contradicts", limit))))

@@ -297,7 +297,7 @@ def parse_sentences(text: str) -> list[tuple[str, list[int]]]:
 
 
 def verify(
-    index: Index, text: str, hits: list[Hit], unsupported: Unsupported = "drop",
+    text: str, hits: list[Hit], unsupported: Unsupported = "drop",
 ) -> tuple[str, tuple[Citation, ...], tuple[Rejected, ...]]:
     """The checked answer text with renumbered [n] markers, its citations, and the sentences that failed."""
     sentences = parse_sentences(text)
@@ -306,7 +306,7 @@ def verify(
     parts: list[str] = []
     rejected: list[Rejected] = []
     for clean, numbers_cited in sentences:
-        kept, reason, contradicted = _check(index, clean, numbers_cited, hits)
+        kept, reason, contradicted = _check(clean, numbers_cited, hits)
         if not kept:
             rejected.append(Rejected(sentence=clean, reason=reason, contradicted=contradicted))
             if unsupported == "mark" and not contradicted:
@@ -326,7 +326,7 @@ def verify(
     return " ".join(parts), tuple(citations), tuple(rejected)
 
 
-def _check(index: Index, clean: str, cited: list[int], hits: list[Hit]) -> tuple[list[Evidence], str, bool]:
+def _check(clean: str, cited: list[int], hits: list[Hit]) -> tuple[list[Evidence], str, bool]:
     """The supporting sentences to cite for one generated sentence (one per cited passage), or ([], why not,
     whether a cited passage contradicts it)."""
     if not cited:
@@ -334,7 +334,7 @@ def _check(index: Index, clean: str, cited: list[int], hits: list[Hit]) -> tuple
     missing = [n for n in cited if not 1 <= n <= len(hits)]
     if missing:
         return [], f"cites [{', '.join(map(str, missing))}], not among the {len(hits)} passages", False
-    evidence = judge_claim(index, clean, [hits[n - 1] for n in cited])
+    evidence = judge_claim(clean, [hits[n - 1] for n in cited])
     supports: dict[str, Evidence] = {}
     for e in sorted((e for e in evidence if e.stance == "supports"), key=lambda e: -e.strength):
         supports.setdefault(e.hit.document.id + f"#{e.hit.chunk.id}", e)
@@ -354,8 +354,8 @@ def generate(
 ) -> Generated:
     """A verified LLM answer from the top `k` passages, or the extractive answer with a note saying why not.
 
-    The engine's steps (search, verification, the fallback) run under `index.lock`; the request to the model does
-    not, so other questions are answered while it writes. `on_text`: see `chat`."""
+    The steps that read the index (search, the fallback) run under `index.lock`; the request to the model and the
+    judge's verification of its reply do not, so other questions are answered meanwhile. `on_text`: see `chat`."""
     question = normalize_query(question)
     with index.lock:
         hits = search(index, question, k=k, filters=filters, expand=expand)
@@ -372,8 +372,8 @@ def generate(
         reply = chat(config, build_messages(question, hits), on_text)
     except LLMError as exc:
         return fallback(f"LLM unavailable ({exc}); showing the extractive answer")
-    with index.lock:
-        text, citations, rejected = verify(index, reply, hits, config.unsupported)
+    # The judge reads only the passages already in hand: verification needs no lock on the index.
+    text, citations, rejected = verify(reply, hits, config.unsupported)
     if not citations:
         return fallback("LLM answer discarded: none of its sentences is supported by the passages it cites; "
                         "showing the extractive answer", rejected)

@@ -16,8 +16,8 @@ Valence words (improves, worsens) are left out: "improves survival" and "reduces
 
 The thresholds that turn probabilities into decisions live here, next to the model they belong to, and were set on
 development data only (BioASQ 11B, SciFact dev, bench/data): see the README's model card and `bench/judges.py`.
-Deliberately left out: the sentence's surrounding context (each sentence is judged alone, with the paper's title
-when the caller passes it in the sentence), calibration beyond these thresholds, and batching across requests.
+Deliberately left out: the sentence's surrounding context and its paper's title (each sentence is judged alone),
+calibration beyond these thresholds, and batching across requests.
 """
 
 from __future__ import annotations
@@ -112,8 +112,9 @@ class Judge:
         answers = 1 / (1 + np.exp(-logits[:, 0]))
         stance = np.exp(logits[:, 1:4] - logits[:, 1:4].max(axis=1, keepdims=True))
         stance /= stance.sum(axis=1, keepdims=True)
+        mine = _changes(first)  # the claim's change words, read once for all its sentences
         return [Judgement(answers=float(a), neither=float(p[0]), supports=float(p[1]), contradicts=float(p[2]),
-                          reversed=direction_conflict(first, second))
+                          reversed=_conflict(mine, _changes(second)))
                 for a, p, second in zip(answers, stance, seconds)]
 
 
@@ -168,7 +169,10 @@ def _changes(text: str, window: int = 6) -> list[tuple[int, set[str]]]:
 def direction_conflict(claim: str, sentence: str) -> bool:
     """Whether the sentence changes what the claim changes in the opposite direction (and never the same way):
     "X raises colorectal cancer incidence" against "X reduced the incidence of colorectal cancer"."""
-    mine, theirs = _changes(claim), _changes(sentence)
+    return _conflict(_changes(claim), _changes(sentence))
+
+
+def _conflict(mine: list[tuple[int, set[str]]], theirs: list[tuple[int, set[str]]]) -> bool:
     if not mine or not theirs or len({p for p, _ in mine}) != 1:
         return False
     polarity = mine[0][0]

@@ -244,8 +244,8 @@ def consensus_line(consensus: dict[str, int]) -> str:
     return "Consensus: " + ", ".join(parts) + "."
 
 
-VERDICT_TEXT = {"supported": "", "contradicted": "[contradicted by the index]",
-                "mixed": "[the index both supports and contradicts this]",
+VERDICT_TEXT = {"supported": "", "contradicted": "[contradicted by the index: {against}]",
+                "mixed": "[the index both supports and contradicts this: {against}]",
                 "unsupported": "[no supporting passage in the index]"}
 
 
@@ -264,9 +264,7 @@ def cite_text(sentences: list[SentenceSupport]) -> str:
     for s in sentences:
         marks = "".join(f"[{c.n}]" for c in s.citations)
         against = "".join(f"[{c.n}]" for c in s.contradicting)
-        verdict = VERDICT_TEXT[s.verdict]
-        if s.contradicting:
-            verdict = verdict[:-1] + f": {against}]"
+        verdict = VERDICT_TEXT[s.verdict].format(against=against)
         lines.append(" ".join(p for p in (s.sentence, marks, verdict) if p))
     citations = {c.n: c for s in sentences for c in s.citations + s.contradicting}
     if citations:

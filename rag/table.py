@@ -17,7 +17,7 @@ import io
 from dataclasses import dataclass
 
 from . import store
-from .answer import ask
+from .answer import ask, paper_stance
 from .index import Index
 from .render import authors_short
 from .types import Answer, Citation, Filters
@@ -102,18 +102,9 @@ def rows_for(index: Index, answer: Answer) -> list[Row]:
             species=_label(t.get("species", [])), source=_label(t.get("ev_source", [])),
             methods=_label(t.get("isolation", []) + t.get("characterisation", [])), cargo=_label(t.get("cargo", [])),
             key_finding=" ".join(f"\"{q.quote}\" [{q.n}]" for q in quotes), doc_id=c.document.id,
-            url=c.document.url, quote=c, stance=_paper_stance(quotes),
+            url=c.document.url, quote=c, stance=paper_stance(stances) if (stances := {q.stance for q in quotes if q.stance}) else "",
         ))
     return rows
-
-
-def _paper_stance(quotes: list[Citation]) -> str:
-    stances = {q.stance for q in quotes if q.stance}
-    if not stances:
-        return ""
-    if "supports" in stances and "contradicts" in stances:
-        return "mixed"
-    return next((s for s in ("supports", "contradicts") if s in stances), "neither")
 
 
 def to_csv(rows: list[Row]) -> str:

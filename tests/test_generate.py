@@ -303,7 +303,7 @@ def test_paraphrase_is_supported_and_wrong_passage_is_not(index) -> None:  # typ
     other = next(i for i, h in enumerate(hits, 1) if "niche" not in h.chunk.text and "metasta" not in h.chunk.text)
     text = (f"Tumour exosomes taken up by organ-specific cells prepare the pre-metastatic niche [{n}]. "
             f"Tumour exosomes taken up by organ-specific cells prepare the pre-metastatic niche again [{other}].")
-    answer, citations, rejected = verify(index, text, hits)
+    answer, citations, rejected = verify(text, hits)
     assert answer == "Tumour exosomes taken up by organ-specific cells prepare the pre-metastatic niche. [1]"
     assert citations[0].quote == "We show that tumour-derived exosomes uptaken by organ-specific cells prepare the " \
                                  "pre-metastatic niche."

@@ -69,7 +69,7 @@ def reverse_claim(claim: str) -> str | None:
     """The claim with its direction reversed by one rule (a swapped antonym, or a negation added or removed), or
     None when no rule applies. Crude on purpose: it makes CONTRADICT pairs from SUPPORT ones."""
     padded = f" {claim} "
-    for x, y in _NEGATIONS[:5]:
+    for x, y in _NEGATIONS[:5]:  # a claim that already negates is un-negated rather than antonym-swapped
         if x in padded:
             return padded.replace(x, y, 1).strip()
     for a, b in _SWAPS:
@@ -77,7 +77,7 @@ def reverse_claim(claim: str) -> str | None:
             pattern = re.compile(rf"\b{re.escape(x)}\b", re.IGNORECASE)
             if pattern.search(claim):
                 return pattern.sub(lambda m: _case(m.group(0), y), claim, count=1)
-    for x, y in _NEGATIONS:
+    for x, y in _NEGATIONS[5:]:
         if x in padded:
             return padded.replace(x, y, 1).strip()
     for x, y in _AUX:
