@@ -6,7 +6,7 @@ Usage: python bench/abstention.py --index DIR --positives pubmedqa|exo [--limit 
 - exo: the EV questions below over the demo index (`exorag demo --index DIR`), answerable from exo_corpus.
 Negatives are the off-topic / out-of-corpus questions below, asked against the same index.
 Prints false-abstain (answerable questions abstained on) and false-answer (unanswerable answered) per threshold of
-rag.judge.ANSWERS (the rule that also abstains when no answering sentence names the question's specific terms is
+exorag.ask.judge.ANSWERS (the rule that also abstains when no answering sentence names the question's specific terms is
 not part of this sweep; bench/judges.py measures the whole rule).
 """
 
@@ -17,9 +17,9 @@ import json
 import statistics
 from pathlib import Path
 
-from rag.answer import ask
-from rag.judge import ANSWERS
-from rag.index import open_index
+from exorag.ask.answer import ask
+from exorag.ask.judge import ANSWERS
+from exorag.index.index import open_index
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -4,7 +4,7 @@ Usage: python bench/answer_focus.py --index DIR [--penalty 0.1]
 DIR is a demo index (`exorag demo --index DIR`); copy a shared one before use (opening an older index migrates it).
 For the 20 EV questions of bench/abstention.py and the 21 hand-judged ones of bench/data/ev_questions.json, asks
 each question with META_PENALTY = 0 and = --penalty, and prints: answers whose lead sentence is framing, share of
-all quoted sentences that are framing (rag.answer.is_meta), and, on the judged questions, the share of cited papers
+all quoted sentences that are framing (exorag.ask.answer.is_meta), and, on the judged questions, the share of cited papers
 judged relevant and the mean best evidence score (`Answer.support`, which drives abstention and must not move).
 """
 
@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from abstention import EXO_POSITIVES  # noqa: E402
 
-from rag import answer as answer_mod  # noqa: E402
-from rag.index import open_index  # noqa: E402
+from exorag.ask import answer as answer_mod  # noqa: E402
+from exorag.index.index import open_index  # noqa: E402
 
 JUDGED = Path(__file__).resolve().parent / "data" / "ev_questions.json"
 

@@ -11,9 +11,9 @@ import statistics
 import time
 from pathlib import Path
 
-from rag.answer import ask
-from rag.index import disk_size, open_index
-from rag.retrieve import search
+from exorag.ask.answer import ask
+from exorag.index.index import disk_size, open_index
+from exorag.ask.retrieve import search
 
 QUESTIONS = [
     "What is the role of exosomal PD-L1 in tumour immune evasion?",

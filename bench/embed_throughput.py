@@ -33,7 +33,7 @@ def real_chunks(corpus: Path, n: int, wordpieces: int = 200) -> list[str]:
     """The first `n` abstracts of at least `wordpieces` wordpieces, cut after the `wordpieces`-th one."""
     from tokenizers import Tokenizer
 
-    from rag import onnx_embed
+    from exorag.index import onnx_embed
 
     tokenizer = Tokenizer.from_file(str(onnx_embed.bundled_model_dir() / "tokenizer.json"))
     tokenizer.no_truncation()
@@ -55,7 +55,7 @@ def peak_rss_mib() -> float:
 
 
 def child_export(args: argparse.Namespace) -> dict:
-    from rag import onnx_embed
+    from exorag.index import onnx_embed
 
     started = time.perf_counter()
     path = onnx_embed.ensure_onnx(quantized=True)
@@ -69,7 +69,7 @@ def child_backend(args: argparse.Namespace) -> dict:
         import torch
 
         torch.set_num_threads(args.threads)
-    from rag import embed
+    from exorag.index import embed
 
     chunks = json.loads(Path(args.chunks).read_text())
     started = time.perf_counter()
@@ -115,7 +115,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    from rag import onnx_embed
+    from exorag.index import onnx_embed
 
     args.threads = args.threads or onnx_embed.physical_cores()
     with tempfile.TemporaryDirectory(prefix="exorag-bench-") as scratch:

@@ -12,9 +12,9 @@ import argparse
 import json
 from pathlib import Path
 
-from rag.evaluate import recall_at
-from rag.index import open_index
-from rag.retrieve import search
+from exorag.ask.evaluate import recall_at
+from exorag.index.index import open_index
+from exorag.ask.retrieve import search
 
 QUESTIONS = Path(__file__).resolve().parent / "data" / "ev_questions.json"
 

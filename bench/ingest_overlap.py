@@ -33,9 +33,9 @@ PDFS = SHARED / "pdfs_open_access"
 
 
 def child(mode: str, inputs: list[Path], folder: Path) -> dict:
-    from rag import store
-    from rag.index import open_index, sync_vectors
-    from rag.ingest import ingest_paths
+    from exorag.index import store
+    from exorag.index.index import open_index, sync_vectors
+    from exorag.build.ingest import ingest_paths
 
     index = open_index(folder)
     index.embedder  # noqa: B018 - model load is not what is measured

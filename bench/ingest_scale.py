@@ -8,7 +8,7 @@ temporary JSONL file under --work (never into the repository) and, to reach --do
 with new ids (`copyK:<original id>`): the texts repeat, the documents are distinct; the output says how many are
 real. The 6 open-access PDFs are ingested too, so the reader child process takes part.
 
-The ingest runs in a child process (so its RSS is its own) with embed=False: `rag.ingest.ingest_paths` exactly as
+The ingest runs in a child process (so its RSS is its own) with embed=False: `exorag.build.ingest.ingest_paths` exactly as
 `exorag ingest` runs it, minus the vectors. A sampler thread records the RSS (/proc/self/statm) and the number of
 documents stored every second; printed at 10k, 25k, 50k, 75k and 100k documents, with ru_maxrss of the process and
 the peak RSS (VmHWM) of the reader child. Then the store size on disk.
@@ -124,9 +124,9 @@ def children_peak_mib() -> float:
 def child(args: argparse.Namespace) -> dict:
     import numpy as np
 
-    from rag import embed, store
-    from rag.index import open_index
-    from rag.ingest import ingest_paths
+    from exorag.index import embed, store
+    from exorag.index.index import open_index
+    from exorag.build.ingest import ingest_paths
 
     folder = args.work / "idx"
     shutil.rmtree(folder, ignore_errors=True)

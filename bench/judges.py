@@ -18,7 +18,7 @@ Sections (each prints its figures as JSON; `--only NAME` runs one):
 
     python bench/judges.py [--only stance|claims|bioasq|ev|latency] [--index /tmp/demo] [--work /tmp/judge-bench]
 
-Deliberately left out: SciFact test (its labels are hidden) and any tuning: thresholds live in rag/judge.py.
+Deliberately left out: SciFact test (its labels are hidden) and any tuning: thresholds live in exorag/ask/judge.py.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rag import judge as judges  # noqa: E402
-from rag.evaluate import _overlaps, bioasq_corpus, bioasq_questions, rouge_l  # noqa: E402
+from exorag.ask import judge as judges  # noqa: E402
+from exorag.ask.evaluate import _overlaps, bioasq_corpus, bioasq_questions, rouge_l  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 PUBMED = re.compile(r"pubmed/(\d+)")
@@ -97,14 +97,14 @@ def stance() -> dict:
 
 
 def _open(folder: Path):
-    from rag.index import open_index
+    from exorag.index.index import open_index
 
     return open_index(folder)
 
 
 def claims(work: Path) -> dict:
-    from rag.cite import cite_paragraph
-    from rag.ingest import ingest_paths
+    from exorag.ask.cite import cite_paragraph
+    from exorag.build.ingest import ingest_paths
 
     index = _open(work / "scifact")
     ingest_paths(index, [SHARED / "scifact" / "beir_format" / "corpus.jsonl"], progress=True)
@@ -128,9 +128,9 @@ def claims(work: Path) -> dict:
 
 
 def bioasq(work: Path, limit: int | None) -> dict:
-    from rag.answer import ask
-    from rag.ingest import ingest_paths
-    from rag.retrieve import search
+    from exorag.ask.answer import ask
+    from exorag.build.ingest import ingest_paths
+    from exorag.ask.retrieve import search
 
     questions = [q for q in bioasq_questions(SHARED / "bioasq_golden" / "Task11BGoldenEnriched")
                  if q.get("body") and q.get("snippets")]
@@ -176,8 +176,8 @@ def bioasq(work: Path, limit: int | None) -> dict:
 
 
 def ev(index_dir: Path) -> dict:
-    from rag.answer import ask
-    from rag.cite import cite_paragraph
+    from exorag.ask.answer import ask
+    from exorag.ask.cite import cite_paragraph
 
     index = _open(index_dir)
     data = REPO / "bench" / "data"
@@ -230,8 +230,8 @@ def ev(index_dir: Path) -> dict:
 
 
 def latency(index_dir: Path, repeat: int = 2) -> dict:
-    from rag.answer import ask
-    from rag.retrieve import search
+    from exorag.ask.answer import ask
+    from exorag.ask.retrieve import search
 
     index = _open(index_dir)
     questions = [q["question"] for q in json.loads((REPO / "bench" / "data" / "ev_questions.json").read_text(

@@ -1,4 +1,4 @@
-"""PDF parsing speed (pages/s) of rag.sources.pdf on the real PDFs in ../shared/data/pdfs_open_access.
+"""PDF parsing speed (pages/s) of exorag.build.sources.pdf on the real PDFs in ../shared/data/pdfs_open_access.
 
 Usage: python bench/pdf_parse.py [--rounds N]
 Prints per-file pages, seconds and sections found, then the total pages/s (best of N rounds).
@@ -10,7 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
-from rag.sources.pdf import read_document
+from exorag.build.sources.pdf import read_document
 
 PDFS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pdfs_open_access"
 

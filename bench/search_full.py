@@ -4,14 +4,14 @@ Usage: python bench/search_full.py --index DIR [--chunks 100000,1000000] [--work
 DIR is a built index (e.g. the demo index; it is only read). Its store is copied into --work and its documents and
 chunks are duplicated in SQL (`copyK:<id>`, the FTS5 triggers index every copy) until the store holds the number
 of chunks asked for; each copy's vector is the original chunk's real MiniLM vector plus a little Gaussian noise
-(cosine ~0.99 to it), added through rag.vectors in batches as `sync_vectors` would, so past the threshold the index
+(cosine ~0.99 to it), added through exorag.index.vectors in batches as `sync_vectors` would, so past the threshold the index
 migrates to IVF-fp16 on its own. The texts repeat, which makes the bm25 and dense candidate lists full of near
 duplicates: a hard case for fusion and the per-paper cap, and realistic for FTS5's posting lists (every term's
 list grows with the copies). Then `search` (k=10) and `ask` (k=8) are timed, warm, over real questions (the
 EV questions of bench/ask_latency.py and 40 BioASQ questions), then search's parts alone (query embedding, vector
 search, FTS5 bm25), with the store size, the vector kind and peak RSS. --reuse grows the --work store of an earlier
 run instead of starting again. --no-prune keeps very common query words on the bm25 side (by default an index of
-rag.retrieve.PRUNE_FROM chunks or more leaves them out), to measure what that pruning saves.
+exorag.ask.retrieve.PRUNE_FROM chunks or more leaves them out), to measure what that pruning saves.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rag import store  # noqa: E402
-from rag.answer import ask  # noqa: E402
-from rag.evaluate import bioasq_questions  # noqa: E402
-from rag.index import disk_size, open_index  # noqa: E402
-from rag import retrieve  # noqa: E402
-from rag.retrieve import lexical_search, normalize_query, search  # noqa: E402
-from rag.vectors import VECTORS_FILE, all_vectors  # noqa: E402
+from exorag.index import store  # noqa: E402
+from exorag.ask.answer import ask  # noqa: E402
+from exorag.ask.evaluate import bioasq_questions  # noqa: E402
+from exorag.index.index import disk_size, open_index  # noqa: E402
+from exorag.ask import retrieve  # noqa: E402
+from exorag.ask.retrieve import lexical_search, normalize_query, search  # noqa: E402
+from exorag.index.vectors import VECTORS_FILE, all_vectors  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
 from ask_latency import QUESTIONS, percentiles  # noqa: E402
@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--reuse", action="store_true", help="keep a --work store from an earlier run and grow it")
     parser.add_argument("--no-prune", action="store_true",
-                        help="keep very common words on the bm25 side at any size (rag.retrieve.PRUNE_FROM)")
+                        help="keep very common words on the bm25 side at any size (exorag.ask.retrieve.PRUNE_FROM)")
     args = parser.parse_args()
     if args.no_prune:
         retrieve.PRUNE_FROM = 1 << 62

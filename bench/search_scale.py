@@ -6,12 +6,12 @@ Vectors are normalised draws from a two-level Gaussian mixture (shared direction
 embeddings are clustered, not uniform), tuned so that a query's 10th neighbour has a cosine near the one real
 MiniLM chunks have (~0.56 in the SciFact index) and random pairs a cosine of ~0.12 as there. Queries are held-out
 draws of the same mixture, and harder "between-topic" queries (each the sum of two draws, whose neighbours straddle
-several inverted lists). Each index is built with rag.vectors (`flat` exact; `ivf-fp16`, the kind an index
+several inverted lists). Each index is built with exorag.index.vectors (`flat` exact; `ivf-fp16`, the kind an index
 migrates to past the threshold; `ivf-sq8`, 8-bit codes, for comparison) and searched through `Vectors.search`,
 one query at a time on one thread, as `exorag search` does. Per size and kind: build seconds, p50/p95 latency,
 recall@10 against exact (FAISS flat over the same vectors), bytes per chunk of the saved index file (vectors or
 codes, ids, centroids), the RSS growth and peak RSS of a fresh process that opens the saved index with
-rag.vectors.open_vectors and searches it (what `exorag search` holds), and a filtered search (an id selector
+exorag.index.vectors.open_vectors and searches it (what `exorag search` holds), and a filtered search (an id selector
 keeping 10% of the chunks). After each size: the bench's own peak RSS (getrusage; it includes the float32 data and
 the exact index). With --real DIR --real-queries JSONL the IVF recall is also checked on an index's real MiniLM
 vectors with real queries (e.g. a SciFact index and its queries.jsonl, the demo index and the BioASQ questions).
@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 import faiss  # noqa: E402
 
-from rag import vectors as rv  # noqa: E402
+from exorag.index import vectors as rv  # noqa: E402
 
 
 def mixture(n: int, dim: int, seed: int, topics: int = 200, subtopics: int = 20) -> np.ndarray:
@@ -70,13 +70,13 @@ def real_check(folder: Path, queries_path: Path, probes: list[int]) -> None:
     a JSONL file with a "text" field, e.g. BEIR queries.jsonl, or of a BioASQ golden-set folder's questions)."""
     import json as _json
 
-    from rag import embed
-    from rag.index import open_index
+    from exorag.index import embed
+    from exorag.index.index import open_index
 
     index = open_index(folder)
     ids, x = rv.all_vectors(index.vectors.index)
     if queries_path.is_dir():  # a BioASQ golden-set folder: its question bodies
-        from rag.evaluate import bioasq_questions
+        from exorag.ask.evaluate import bioasq_questions
 
         texts = [q["body"] for q in bioasq_questions(queries_path) if q.get("body")]
     else:
@@ -111,7 +111,7 @@ SERVE = """
 import json, sys
 from pathlib import Path
 import numpy as np
-from rag.vectors import open_vectors
+from exorag.index.vectors import open_vectors
 def rss():
     return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
 before = rss()
@@ -161,7 +161,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--kinds", default="flat,ivf-fp16,ivf-sq8")
     parser.add_argument("--probe", default="0.05,0.1,0.2,0.35",
-                        help="shares of the inverted lists to search (the library default is rag.vectors.PROBE_FRACTION)")
+                        help="shares of the inverted lists to search (the library default is exorag.index.vectors.PROBE_FRACTION)")
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--real", type=Path, action="append", default=[],
                         help="also check IVF recall on this index folder's real vectors (repeatable)")

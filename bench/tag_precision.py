@@ -1,4 +1,4 @@
-"""Precision of the study-tag rules (rag/tags.py) against hand labels of 60 exo_corpus records.
+"""Precision of the study-tag rules (exorag/build/tags.py) against hand labels of 60 exo_corpus records.
 
 Usage: python bench/tag_precision.py [--labels FILE [FILE ...]] [--show-errors]
 Reads the labelled records from ../shared/data/exo_corpus/corpus.jsonl, tags them with the rules and prints, per
@@ -14,8 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
-from rag.sources.jsonl import record_to_document
-from rag.tags import TAG_KEYS, tag_document
+from exorag.build.sources.jsonl import record_to_document
+from exorag.build.tags import TAG_KEYS, tag_document
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "data" / "exo_corpus" / "corpus.jsonl"

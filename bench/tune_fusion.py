@@ -26,9 +26,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rag.evaluate import metrics, read_beir  # noqa: E402
-from rag.index import open_index  # noqa: E402
-from rag.retrieve import fts_expression, normalize_query  # noqa: E402
+from exorag.ask.evaluate import metrics, read_beir  # noqa: E402
+from exorag.index.index import open_index  # noqa: E402
+from exorag.ask.retrieve import fts_expression, normalize_query  # noqa: E402
 
 Ranking = list[tuple[int, float]]
 WEIGHTS = [(0.5, 1.0), (1.0, 1.0), (2.0, 1.0)]

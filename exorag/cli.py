@@ -17,10 +17,10 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ExoragError
+from exorag.errors import ExoragError
 
 if TYPE_CHECKING:
-    from .fetch import FetchReport
+    from exorag.fetch import FetchReport
 
 DEMO_RELATIVE = Path("shared") / "data" / "exo_corpus" / "corpus.jsonl"
 
@@ -39,14 +39,14 @@ def _human(size: int) -> str:
 
 
 def _open(args: argparse.Namespace):
-    from .index import open_index
+    from exorag.index.index import open_index
 
     return open_index(Path(args.index) if args.index else None, args.model)
 
 
 def _open_checked(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The index, after a cheap vectors-vs-chunks count check that warns on stderr about drift."""
-    from .index import drift_warning
+    from exorag.index.index import drift_warning
 
     index = _open(args)
     warning = drift_warning(index)
@@ -64,7 +64,7 @@ def _tell_problem(problem) -> None:  # type: ignore[no-untyped-def]
 def cmd_ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .ingest import ingest_paths
+    from exorag.build.ingest import ingest_paths
 
     index = _open(args)
     report = ingest_paths(
@@ -112,8 +112,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _filters(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from .tags import parse_tags
-    from .types import Filters
+    from exorag.build.tags import parse_tags
+    from exorag.types import Filters
 
     return Filters(year_from=args.year_from, year_to=args.year_to, sources=tuple(args.source or ()),
                    journals=tuple(args.journal or ()), pub_types=tuple(args.pub_type or ()),
@@ -138,10 +138,10 @@ def _add_expand_flag(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from .render import hit_dict, hit_text
-    from .retrieve import search
+    from exorag.output.render import hit_dict, hit_text
+    from exorag.ask.retrieve import search
 
-    from . import store
+    from exorag.index import store
 
     index = _open_checked(args)
     hits = search(index, args.query, k=args.k, mode=args.mode, filters=_filters(args), fusion=args.fusion,
@@ -160,9 +160,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from .answer import ask
-    from .generate import config_from, generate
-    from .render import answer_dict, answer_text, generated_dict, generated_text
+    from exorag.ask.answer import ask
+    from exorag.ask.generate import config_from, generate
+    from exorag.output.render import answer_dict, answer_text, generated_dict, generated_text
 
     llm = config_from(args.llm_url, args.llm_model, args.llm_key, args.llm_timeout, stream=not args.llm_no_stream,
                       unsupported=args.llm_unsupported)
@@ -170,7 +170,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         result = generate(_open_checked(args), args.question, llm, k=args.k, filters=_filters(args),
                           expand=args.expand)
         if args.format:
-            from .export import export
+            from exorag.output.export import export
 
             if result.note:
                 print(f"note: {result.note}", file=sys.stderr)
@@ -182,7 +182,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         return 0
     answer = ask(_open_checked(args), args.question, k=args.k, filters=_filters(args), expand=args.expand)
     if args.format:
-        from .export import export
+        from exorag.output.export import export
 
         print(export(answer, args.format), end="")
     elif args.json:
@@ -193,8 +193,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_cite(args: argparse.Namespace) -> int:
-    from .cite import cite_paragraph
-    from .render import cite_dict, cite_text
+    from exorag.ask.cite import cite_paragraph
+    from exorag.output.render import cite_dict, cite_text
 
     try:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
@@ -210,8 +210,8 @@ def cmd_cite(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from . import store
-    from .render import document_dict, reference_line, where
+    from exorag.index import store
+    from exorag.output.render import document_dict, reference_line, where
 
     index = _open(args)
     doc = store.get_document(index.conn, args.doc_id)
@@ -234,9 +234,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def stats(index) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    from . import store
-    from .index import check, disk_size
-    from .vectors import read_meta
+    from exorag.index import store
+    from exorag.index.index import check, disk_size
+    from exorag.index.vectors import read_meta
 
     meta = read_meta(index.folder)
     counts = store.counts(index.conn)
@@ -270,7 +270,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .index import check
+    from exorag.index.index import check
 
     result = check(_open(args), repair=args.repair, progress=not args.quiet)
     if args.json:
@@ -285,7 +285,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    from .sync import remove_documents
+    from exorag.build.sync import remove_documents
 
     report = remove_documents(_open(args), args.doc_ids)
     for doc_id in report.not_found:
@@ -296,7 +296,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from .sync import sync_folder
+    from exorag.build.sync import sync_folder
 
     report = sync_folder(_open(args), Path(args.folder), progress=not args.quiet, on_problem=_tell_problem,
                          file_timeout=args.file_timeout or None)
@@ -312,8 +312,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from . import evaluate
-    from .index import open_index
+    from exorag.ask import evaluate
+    from exorag.index.index import open_index
 
     folder = Path(args.folder)
     name = folder.parent.name if folder.name in ("beir_format", "beir") or folder.is_file() else folder.name
@@ -348,8 +348,8 @@ def _fetch_line(label: str, report: FetchReport) -> str:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from .errors import FetchError, ServiceUnreachable
-    from .fetch import FetchReport, defaults, europepmc, ids, pubmed
+    from exorag.errors import FetchError, ServiceUnreachable
+    from exorag.fetch import FetchReport, defaults, europepmc, ids, pubmed
 
     if (args.max is not None and args.max < 1) or (args.batch is not None and args.batch < 1):
         print("error: --max and --batch must be at least 1", file=sys.stderr)
@@ -392,8 +392,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
               file=sys.stderr)
     paths = [r.path for _, r in reports if r.path is not None]
     if paths and not args.no_ingest:
-        from .fetch.ingest import METADATA_ONLY, ingest_fetched
-        from .ingest import Problem
+        from exorag.fetch.ingest import METADATA_ONLY, ingest_fetched
+        from exorag.build.ingest import Problem
 
         def tell(problem: Problem) -> None:
             if problem.reason != METADATA_ONLY:
@@ -410,7 +410,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from .table import evidence_table, to_csv, to_markdown
+    from exorag.output.table import evidence_table, to_csv, to_markdown
 
     rows = evidence_table(_open_checked(args), args.question, k=args.k, filters=_filters(args), expand=args.expand)
     if not rows:
@@ -440,11 +440,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"error: the upload limit must be a positive number of MB, not {raw!r} "
               "(--max-upload-mb or $EXORAG_MAX_UPLOAD_MB)", file=sys.stderr)
         return 2
-    from .generate import config_from
+    from exorag.ask.generate import config_from
 
     llm = config_from(args.llm_url, args.llm_model, args.llm_key, args.llm_timeout, stream=not args.llm_no_stream,
                       unsupported=args.llm_unsupported)  # None without a URL: then nothing leaves the machine
-    from .app import serve
+    from exorag.web.app import serve
 
     serve(_open(args), host=args.host, port=args.port, max_upload_mb=max_upload_mb, llm=llm)
     return 0

@@ -1,4 +1,4 @@
-"""Exceptions raised by the library. Only `rag.cli` (and the app) turn them into short messages."""
+"""Exceptions raised by the library. Only `exorag.cli` (and the app) turn them into short messages."""
 
 
 class ExoragError(Exception):
@@ -66,6 +66,6 @@ class ServiceUnreachable(FetchError):
 class LLMError(ExoragError):
     """The LLM endpoint is misconfigured, unreachable, too slow, or answered something unusable.
 
-    `rag.generate` turns the last three into a fallback to the extractive answer with a note; a misconfiguration
+    `exorag.ask.generate` turns the last three into a fallback to the extractive answer with a note; a misconfiguration
     (a URL without a model, a bad URL) reaches the CLI as an error.
     """

@@ -89,7 +89,7 @@ class Filters:
     """Metadata restrictions applied on every retrieval path; an unset field restricts nothing.
 
     Matching of source, journal and publication type is exact but case-insensitive; any listed value passes.
-    `tags` are normalised "key=value" strings (rag.tags.parse_tags): values of one key are alternatives, different
+    `tags` are normalised "key=value" strings (exorag.build.tags.parse_tags): values of one key are alternatives, different
     keys must all hold.
     """
 

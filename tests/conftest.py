@@ -40,8 +40,8 @@ def sample_jsonl(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def built_index(tmp_path_factory: pytest.TempPathFactory, sample_jsonl: Path) -> Path:
     """A real index folder; tests that only read it may share it."""
-    from rag.index import open_index
-    from rag.ingest import ingest_paths
+    from exorag.index.index import open_index
+    from exorag.build.ingest import ingest_paths
 
     folder = tmp_path_factory.mktemp("index")
     index = open_index(folder)
@@ -54,7 +54,7 @@ def built_index(tmp_path_factory: pytest.TempPathFactory, sample_jsonl: Path) ->
 
 @pytest.fixture()
 def index(built_index: Path):
-    from rag.index import open_index
+    from exorag.index.index import open_index
 
     idx = open_index(built_index)
     yield idx

@@ -5,7 +5,7 @@ The file holds one command:
              a second document
   `sleep S`  yield a document, then time.sleep(S) (the GIL is released: other threads run), then a second document
   `segv`     kill its own process with SIGSEGV (a crashing C extension)
-Readers run in-process or in rag.reader_process's child, which imports this module by name.
+Readers run in-process or in exorag.build.reader_process's child, which imports this module by name.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from rag.types import Document, Section
+from exorag.types import Document, Section
 
 
 def _doc(path: Path, suffix: str) -> Document:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag import answer
-from rag.index import Index
+from exorag.ask import answer
+from exorag.index.index import Index
 
 
 @pytest.mark.parametrize("sentence", [
@@ -45,7 +45,7 @@ def test_penalty_changes_order_not_support(index: Index, monkeypatch: pytest.Mon
 def test_yes_no_question_gets_a_consensus_and_labelled_quotes(built_index, capsys) -> None:  # type: ignore[no-untyped-def]
     import json
 
-    from rag.cli import main
+    from exorag.cli import main
 
     assert main(["ask", "Does PDE1A promote metastasis of non-small cell lung cancer?", "--index", str(built_index),
                  "--json"]) == 0
@@ -66,7 +66,7 @@ def test_abstains_when_no_answer_names_the_specific_term(index: Index) -> None:
 
 
 def test_answers_quote_only_judged_answering_sentences(index: Index) -> None:
-    from rag import judge
+    from exorag.ask import judge
 
     result = answer.ask(index, "Which markers are used to characterise extracellular vesicles?")
     assert not result.abstained

@@ -30,13 +30,15 @@ gradio_client = pytest.importorskip("gradio_client")
 
 from gradio.utils import get_upload_folder  # noqa: E402
 
-from rag import app, app_handlers, store, table  # noqa: E402
-from rag.app_html import answer_sources, cite_anchor, corpus_html, draft_html, esc, md_escape, reply_markdown, \
+from exorag.web import app, handlers
+from exorag.index import store
+from exorag.output import table  # noqa: E402
+from exorag.web.page import answer_sources, cite_anchor, corpus_html, draft_html, esc, md_escape, reply_markdown, \
     sources_panel  # noqa: E402
-from rag.index import Index, open_index  # noqa: E402
-from rag.render import display_quote  # noqa: E402
-from rag.retrieve import search  # noqa: E402
-from rag.types import Answer, Chunk, Citation, Document, Filters, Hit, Section  # noqa: E402
+from exorag.index.index import Index, open_index  # noqa: E402
+from exorag.output.render import display_quote  # noqa: E402
+from exorag.ask.retrieve import search  # noqa: E402
+from exorag.types import Answer, Chunk, Citation, Document, Filters, Hit, Section  # noqa: E402
 
 EV_QUESTION = "Which markers are used to characterise extracellular vesicles and exosomes?"
 OFF_TOPIC = "What is the boiling point of tungsten in a vacuum furnace?"
@@ -50,7 +52,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(index: Index, max_upload_mb: float = app_handlers.DEFAULT_MAX_UPLOAD_MB) -> tuple[object, str]:
+def start(index: Index, max_upload_mb: float = handlers.DEFAULT_MAX_UPLOAD_MB) -> tuple[object, str]:
     demo = app.build_app(index)
     url = app.launch(demo, host="127.0.0.1", port=free_port(), block=False, max_upload_mb=max_upload_mb)
     return demo, url
@@ -124,24 +126,24 @@ def test_ask_endpoint_applies_filters(served: tuple[Index, object, str, object])
 
 
 def test_make_filters_and_choices(index: Index) -> None:
-    f = app_handlers.make_filters(" 2012 ", "", ["pdf"], [])
+    f = handlers.make_filters(" 2012 ", "", ["pdf"], [])
     assert f == Filters(year_from=2012, sources=("pdf",))
-    assert app_handlers.make_filters(None, None).empty
-    with pytest.raises(app_handlers.FilterError, match="'twenty' is not a number"):
-        app_handlers.make_filters("twenty", None)
-    with pytest.raises(app_handlers.FilterError, match="not a plausible publication year"):
-        app_handlers.make_filters("20", None)
-    sources, pub_types, tag_choices = app_handlers.filter_choices(index)
+    assert handlers.make_filters(None, None).empty
+    with pytest.raises(handlers.FilterError, match="'twenty' is not a number"):
+        handlers.make_filters("twenty", None)
+    with pytest.raises(handlers.FilterError, match="not a plausible publication year"):
+        handlers.make_filters("20", None)
+    sources, pub_types, tag_choices = handlers.filter_choices(index)
     assert "pdf" in sources and "ev_literature_notes_aquiles" in sources
     assert sources == sorted(sources, key=str.lower)
     assert "Journal Article" in pub_types
     assert "topic=extracellular_vesicle" in tag_choices and all("=" in t for t in tag_choices)
-    assert [f.field for f in app_handlers.CHOICE_FILTERS] == ["sources", "pub_types", "tags"]
-    tagged = app_handlers.make_filters(None, None, [], [], ["Topic=extracellular-vesicle", "design=review"])
+    assert [f.field for f in handlers.CHOICE_FILTERS] == ["sources", "pub_types", "tags"]
+    tagged = handlers.make_filters(None, None, [], [], ["Topic=extracellular-vesicle", "design=review"])
     assert tagged.tags == ("topic=extracellular_vesicle", "design=review")
-    with pytest.raises(app_handlers.FilterError, match="unknown key 'colour'"):
-        app_handlers.make_filters(None, None, [], [], ["colour=red"])
-    assert all(hasattr(Filters(), f.field) for f in app_handlers.CHOICE_FILTERS)
+    with pytest.raises(handlers.FilterError, match="unknown key 'colour'"):
+        handlers.make_filters(None, None, [], [], ["colour=red"])
+    assert all(hasattr(Filters(), f.field) for f in handlers.CHOICE_FILTERS)
 
 
 def test_off_topic_question_abstains(served: tuple[Index, object, str, object]) -> None:
@@ -156,11 +158,11 @@ def test_empty_question_is_a_polite_message(served: tuple[Index, object, str, ob
     index, _, _, client = served
     result = client.predict("   ", 8, api_name="/ask")  # type: ignore[attr-defined]
     assert result["error"].startswith("Please type a question")
-    assert app_handlers.run_question(index, "?!", 8) == app_handlers.EMPTY_QUESTION
+    assert handlers.run_question(index, "?!", 8) == handlers.EMPTY_QUESTION
 
 
 def test_reply_markdown_links_markers_to_source_cards(index: Index) -> None:
-    answer = app_handlers.run_question(index, EV_QUESTION, 8)
+    answer = handlers.run_question(index, EV_QUESTION, 8)
     assert isinstance(answer, Answer) and not answer.abstained
     reply = reply_markdown(answer, 3, Filters(year_from=2010))
     panel = answer_sources(answer, 3)
@@ -206,9 +208,9 @@ def test_sources_panel_escapes_and_highlights_within_chunk() -> None:
 
 
 def test_exports_are_written_per_answer(index: Index, tmp_path: Path) -> None:
-    answer = app_handlers.run_question(index, EV_QUESTION, 8)
+    answer = handlers.run_question(index, EV_QUESTION, 8)
     assert isinstance(answer, Answer)
-    files = app_handlers.write_exports(answer, tmp_path)
+    files = handlers.write_exports(answer, tmp_path)
     docs = {c.document.id for c in answer.citations}
     bib = files["bibtex"].read_text(encoding="utf-8")
     assert len(re.findall(r"^@article\{", bib, re.MULTILINE)) == len(docs)
@@ -217,7 +219,7 @@ def test_exports_are_written_per_answer(index: Index, tmp_path: Path) -> None:
     assert md.startswith(f"**Q:** {answer.question}") and "**References**" in md
     assert "table_csv" not in files  # the evidence table only when its rows are given
     rows = table.rows_for(index, answer)
-    with_table = app_handlers.write_exports(answer, tmp_path, rows)
+    with_table = handlers.write_exports(answer, tmp_path, rows)
     csv_rows = list(csv.reader(io.StringIO(with_table["table_csv"].read_text(encoding="utf-8"))))
     assert len(csv_rows) == 1 + len(docs) and csv_rows[0][0] == "n"
     numbers = [int(n) for row in csv_rows[1:] for n in re.findall(r"\[(\d+)\]", row[8])]
@@ -225,11 +227,11 @@ def test_exports_are_written_per_answer(index: Index, tmp_path: Path) -> None:
     for c in answer.citations:
         assert f'"{c.quote}" [{c.n}]' in " ".join(row[8] for row in csv_rows[1:])
     assert with_table["table_markdown"].read_text(encoding="utf-8").count("\n") == 2 + len(docs)
-    again = app_handlers.write_exports(answer, tmp_path)
+    again = handlers.write_exports(answer, tmp_path)
     assert again["bibtex"].parent != files["bibtex"].parent and again["bibtex"].parent.parent == tmp_path
-    hour_ago = time.time() - app_handlers.EXPORTS_KEPT_S - 60
+    hour_ago = time.time() - handlers.EXPORTS_KEPT_S - 60
     os.utime(files["bibtex"].parent, (hour_ago, hour_ago))
-    app_handlers.write_exports(answer, tmp_path)
+    handlers.write_exports(answer, tmp_path)
     assert not files["bibtex"].parent.exists() and again["bibtex"].exists()
 
 
@@ -239,8 +241,8 @@ def test_empty_index_explains_how_to_add_literature(tmp_path: Path) -> None:
     try:
         result = gradio_client.Client(url, verbose=False).predict(EV_QUESTION, 8, api_name="/ask")
         assert "exorag ingest" in result["error"] and "Add papers" in result["error"]
-        assert "exorag ingest" in str(app_handlers.check_draft(index, "Exosomes carry CD63."))
-        overview = app_handlers.corpus_overview(index)
+        assert "exorag ingest" in str(handlers.check_draft(index, "Exosomes carry CD63."))
+        overview = handlers.corpus_overview(index)
         assert "The index is empty" in corpus_html(overview["counts"], overview["years"], overview["sources"],
                                                    overview["recent"], index.folder)
     finally:
@@ -250,7 +252,7 @@ def test_empty_index_explains_how_to_add_literature(tmp_path: Path) -> None:
 
 def test_uploads_report_each_file(writable_index: Index, tmp_path: Path) -> None:
     index = writable_index
-    settings = app_handlers.AppSettings(uploads=index.folder / "uploads", downloads=tmp_path, max_upload_mb=0.05)
+    settings = handlers.AppSettings(uploads=index.folder / "uploads", downloads=tmp_path, max_upload_mb=0.05)
     good = ("Exosomal galectin-9 from nasopharyngeal carcinoma cells induces apoptosis of Epstein-Barr "
             "virus specific CD4 T cells. This dampens antitumour immunity in the exorag upload test.\n")
     records = (json.dumps({"id": "upload:1", "title": "Uploaded record about plasma EV isolation",
@@ -266,7 +268,7 @@ def test_uploads_report_each_file(writable_index: Index, tmp_path: Path) -> None
              received("a", "empty.md", b""),
              outside]
     seen: list[str] = []
-    steps = list(app_handlers.ingest_uploads(index, paths, settings,
+    steps = list(handlers.ingest_uploads(index, paths, settings,
                                              on_file=lambda i, n, name: seen.append(name)))
     rows = steps[-1]
     assert [len(s) for s in steps] == [1, 2, 3, 4, 5, 6, 7, 8]
@@ -288,18 +290,18 @@ def test_uploads_report_each_file(writable_index: Index, tmp_path: Path) -> None
     assert hits and hits[0].document.origin == str(settings.uploads / "notes_on_EVs.txt")
     assert store.get_document(index.conn, "upload:1").title == "Uploaded record about plasma EV isolation"
     # The same bytes again: the saved copy is reused and the document is unchanged; other bytes get a new name.
-    again = list(app_handlers.ingest_uploads(index, [received("b", "notes on EVs.txt", good.encode())], settings))
+    again = list(handlers.ingest_uploads(index, [received("b", "notes on EVs.txt", good.encode())], settings))
     assert again[-1][0] == ("notes on EVs.txt", True, "1 document: 1 unchanged (already in the index)")
     other = received("c", "notes on EVs.txt", b"Plasma exosomes carry PD-L1 in melanoma patients, exorag test.\n")
-    list(app_handlers.ingest_uploads(index, [other], settings))
+    list(handlers.ingest_uploads(index, [other], settings))
     assert (settings.uploads / "notes_on_EVs-2.txt").exists()
 
 
 def test_safe_names() -> None:
-    assert app_handlers.safe_name("../../etc/passwd") == "passwd"
-    assert app_handlers.safe_name(".hidden.pdf") == "hidden.pdf"
-    assert app_handlers.safe_name("Théry et al. (2018).pdf") == "Th_ry_et_al._2018_.pdf"
-    assert app_handlers.safe_name("...") == "upload"
+    assert handlers.safe_name("../../etc/passwd") == "passwd"
+    assert handlers.safe_name(".hidden.pdf") == "hidden.pdf"
+    assert handlers.safe_name("Théry et al. (2018).pdf") == "Th_ry_et_al._2018_.pdf"
+    assert handlers.safe_name("...") == "upload"
 
 
 def test_check_draft(index: Index) -> None:
@@ -307,7 +309,7 @@ def test_check_draft(index: Index) -> None:
                if d.source == "ev_literature_notes_aquiles" and len(d.text) > 300)
     claim = store.document_chunks(index.conn, doc.id)[0].text.split(". ")[0] + "."
     off = "The Eiffel Tower was repainted in a shade of bronze during the spring of 1968."
-    result = app_handlers.check_draft(index, f"{claim} {off}", 8)
+    result = handlers.check_draft(index, f"{claim} {off}", 8)
     assert not isinstance(result, str)
     assert result[0].supported and not result[1].supported
     assert doc.id in {c.document.id for c in result[0].citations}
@@ -315,11 +317,11 @@ def test_check_draft(index: Index) -> None:
     assert "no supporting passage in the index" in page and "href='#exorag-draft-1'" in page
     assert "id='exorag-draft-1'" in page and "<mark>" in page
     assert "1 of 2 sentences" in page
-    assert app_handlers.check_draft(index, "   ") == "Paste a paragraph of your draft first."
+    assert handlers.check_draft(index, "   ") == "Paste a paragraph of your draft first."
 
 
 def test_corpus_overview(index: Index) -> None:
-    data = app_handlers.corpus_overview(index)
+    data = handlers.corpus_overview(index)
     total = data["counts"]["documents"]
     assert sum(n for _, n in data["years"]) == total == sum(n for _, n in data["sources"])
     assert dict(data["sources"])["pdf"] >= 1
@@ -449,13 +451,13 @@ def test_serve_command(built_index: Path, tmp_path: Path) -> None:
 
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(repo), "EXORAG_MAX_UPLOAD_MB": "ten"}
-    bad = subprocess.run([sys.executable, "-m", "rag.cli", "serve", "--index", str(built_index)], env=env,
+    bad = subprocess.run([sys.executable, "-m", "exorag.cli", "serve", "--index", str(built_index)], env=env,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "upload limit must be a positive number of MB, not 'ten'" in bad.stderr
     folder = tmp_path / "index"
     shutil.copytree(built_index, folder)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--index", str(folder), "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "exorag.cli", "serve", "--index", str(folder), "--port", str(port),
                              "--max-upload-mb", "5"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 90
@@ -484,7 +486,7 @@ def test_serve_command(built_index: Path, tmp_path: Path) -> None:
 def test_upload_into_an_unwritable_folder_is_named(writable_index: Index, tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the uploads folder should be", encoding="utf-8")
-    settings = app_handlers.AppSettings(uploads=blocker / "uploads", downloads=tmp_path)
-    rows = list(app_handlers.ingest_uploads(writable_index, [received("d", "n.txt", b"Exosomes carry CD9.\n")],
+    settings = handlers.AppSettings(uploads=blocker / "uploads", downloads=tmp_path)
+    rows = list(handlers.ingest_uploads(writable_index, [received("d", "n.txt", b"Exosomes carry CD9.\n")],
                                             settings))[-1]
     assert rows == [("n.txt", False, f"could not be saved into {blocker / 'uploads'}: Not a directory")]

@@ -30,8 +30,8 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need the playwright package "
                                                              "(pip install playwright; no `playwright install`)")
 
-from rag import app  # noqa: E402
-from rag.index import Index, open_index  # noqa: E402
+from exorag.web import app  # noqa: E402
+from exorag.index.index import Index, open_index  # noqa: E402
 
 EV_QUESTION = "Which markers are used to characterise extracellular vesicles and exosomes?"
 NEW_PDF = "tully2010_heart_failure_programmes_hindawi_10.1155_2010_157939.pdf"
@@ -205,8 +205,8 @@ def test_draft_tab_and_filters(page) -> None:  # type: ignore[no-untyped-def]
 def test_generative_chat_streams_a_draft_then_the_checked_answer(built_index: Path, page) -> None:  # type: ignore[no-untyped-def]
     """`serve --llm-url`: the model's words appear as they come, marked unchecked; then the checked answer, whose
     [n] open their sources like the extractive ones (the model is test_generate's fake, on 127.0.0.1)."""
-    from rag import app_handlers
-    from rag.generate import config_from
+    from exorag.web import handlers
+    from exorag.ask.generate import config_from
 
     from .test_generate import QUESTION, FakeLLM
 
@@ -214,7 +214,7 @@ def test_generative_chat_streams_a_draft_then_the_checked_answer(built_index: Pa
     fake.behaviour = "trickle"
     index = open_index(built_index)
     llm = config_from(fake.url, "fake-model", timeout=10.0, env={})
-    demo = app.build_app(index, app_handlers.AppSettings.for_index(index, llm=llm))
+    demo = app.build_app(index, handlers.AppSettings.for_index(index, llm=llm))
     url = app.launch(demo, host="127.0.0.1", port=free_port(), block=False)
     expect = sync_api.expect
     try:

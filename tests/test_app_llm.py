@@ -12,11 +12,12 @@ import pytest
 
 gradio_client = pytest.importorskip("gradio_client")
 
-from rag import app, app_handlers  # noqa: E402
-from rag.app_html import answer_sources, cite_anchor, drafting_markdown, generated_markdown  # noqa: E402
-from rag.generate import config_from  # noqa: E402
-from rag.index import Index, open_index  # noqa: E402
-from rag.types import Filters  # noqa: E402
+from exorag.web import app
+from exorag.web import handlers  # noqa: E402
+from exorag.web.page import answer_sources, cite_anchor, drafting_markdown, generated_markdown  # noqa: E402
+from exorag.ask.generate import config_from  # noqa: E402
+from exorag.index.index import Index, open_index  # noqa: E402
+from exorag.types import Filters  # noqa: E402
 
 from .test_app import free_port  # noqa: E402
 from .test_generate import QUESTION, FakeLLM, good_answer  # noqa: E402
@@ -32,7 +33,7 @@ def llm(fake: FakeLLM):  # type: ignore[no-untyped-def]
 
 def test_streamed_draft_then_checked_answer(index: Index, llm) -> None:  # type: ignore[no-untyped-def]
     drafts: list[str] = []
-    result = app_handlers.run_generated(index, QUESTION, llm, 8, Filters(), on_text=drafts.append)
+    result = handlers.run_generated(index, QUESTION, llm, 8, Filters(), on_text=drafts.append)
     assert not isinstance(result, str) and result.mode == "llm"
     assert len(drafts) > 3 and all(b.startswith(a) for a, b in zip(drafts, drafts[1:]))  # it grew piece by piece
     assert "ten minutes" in drafts[-1]  # the draft is the raw reply, invention included ...
@@ -51,7 +52,7 @@ def test_streamed_draft_then_checked_answer(index: Index, llm) -> None:  # type:
 
 def test_falls_back_with_a_note_when_the_model_fails(index: Index, llm, fake: FakeLLM) -> None:  # type: ignore[no-untyped-def]
     fake.behaviour = "error"
-    result = app_handlers.run_generated(index, QUESTION, llm, 8, Filters())
+    result = handlers.run_generated(index, QUESTION, llm, 8, Filters())
     assert not isinstance(result, str) and result.mode == "extractive"
     reply = generated_markdown(result, 1, Filters(), "fake-model")
     assert reply.startswith("*LLM unavailable (HTTP 500") and "**References**" in reply
@@ -61,11 +62,11 @@ def test_the_lock_is_free_while_the_model_writes(index: Index, llm, fake: FakeLL
     fake.behaviour = "held"  # the fake holds its reply until released: no timing involved
     fake.holding.clear()
     fake.release.clear()
-    worker = threading.Thread(target=app_handlers.run_generated, args=(index, QUESTION, llm, 8, Filters()))
+    worker = threading.Thread(target=handlers.run_generated, args=(index, QUESTION, llm, 8, Filters()))
     worker.start()
     try:
         assert fake.holding.wait(60), "the generative request never reached the model"
-        other = app_handlers.run_question(index, "Which markers are used to characterise extracellular vesicles?", 8)
+        other = handlers.run_question(index, "Which markers are used to characterise extracellular vesicles?", 8)
         assert not fake.release.is_set()  # answered while the model was still writing: the lock was free
         assert not isinstance(other, str) and other.citations
     finally:
@@ -76,7 +77,7 @@ def test_the_lock_is_free_while_the_model_writes(index: Index, llm, fake: FakeLL
 
 def test_ask_endpoint_in_generative_mode(built_index: Path, llm) -> None:  # type: ignore[no-untyped-def]
     index = open_index(built_index)
-    demo = app.build_app(index, app_handlers.AppSettings.for_index(index, llm=llm))
+    demo = app.build_app(index, handlers.AppSettings.for_index(index, llm=llm))
     url = app.launch(demo, host="127.0.0.1", port=free_port(), block=False)
     try:
         client = gradio_client.Client(url, verbose=False)
@@ -97,14 +98,14 @@ def _chat_fn(demo):  # type: ignore[no-untyped-def]
 
 def test_generative_chat_messages_never_crash(index: Index, llm, fake: FakeLLM, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    chat = _chat_fn(app.build_app(index, app_handlers.AppSettings.for_index(index, llm=llm)))
-    choices = [[] for _ in app_handlers.CHOICE_FILTERS]
+    chat = _chat_fn(app.build_app(index, handlers.AppSettings.for_index(index, llm=llm)))
+    choices = [[] for _ in handlers.CHOICE_FILTERS]
     for question in ("", "   "):
         *_, last = chat(question, [], [], 8, "", "", *choices)
-        assert last[0][-1]["content"] == app_handlers.EMPTY_QUESTION
+        assert last[0][-1]["content"] == handlers.EMPTY_QUESTION
     empty = open_index(tmp_path / "empty")
     try:
-        chat_empty = _chat_fn(app.build_app(empty, app_handlers.AppSettings.for_index(empty, llm=llm)))
+        chat_empty = _chat_fn(app.build_app(empty, handlers.AppSettings.for_index(empty, llm=llm)))
         *_, last = chat_empty(QUESTION, [], [], 8, "", "", *choices)
         assert "exorag ingest" in last[0][-1]["content"]
     finally:
@@ -113,7 +114,7 @@ def test_generative_chat_messages_never_crash(index: Index, llm, fake: FakeLLM, 
     def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("worker fell over")
 
-    monkeypatch.setattr(app_handlers, "generate", broken)
+    monkeypatch.setattr(handlers, "generate", broken)
     *_, last = chat(QUESTION, [], [], 8, "", "", *choices)
     assert last[0][-1]["content"] == "Sorry, that question could not be answered: RuntimeError: worker fell over"
     *_, last = chat(QUESTION, [], [], float("nan"), "", "", *choices)  # a NaN k is the default, not a traceback

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rag.chunk import chunk_document, split_sentences
-from rag.types import Document, Section
+from exorag.build.chunk import chunk_document, split_sentences
+from exorag.types import Document, Section
 
 
 def words(text: str) -> int:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from rag import store
-from rag.cite import overlap
-from rag.cli import main
-from rag.index import open_index
+from exorag.index import store
+from exorag.ask.cite import overlap
+from exorag.cli import main
+from exorag.index.index import open_index
 
 PNAS = "doi:10.1073/pnas.1605146113"  # "Extracellular vesicles and viruses: Are they close relatives?", line 64 of corpus.jsonl
 PARAGRAPH = (
@@ -85,7 +85,7 @@ def test_overlap_matches_spelling_and_word_forms() -> None:
 
 
 def test_reversed_finding_is_contradicted_with_the_quote(index) -> None:  # type: ignore[no-untyped-def]
-    from rag.cite import cite_paragraph
+    from exorag.ask.cite import cite_paragraph
 
     # pmid:40704992 (in the test index): "... PDE1A promoted NSCLC metastasis by activating the STAT3 pathway."
     same, reversed_, absent = cite_paragraph(index, (

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from rag import store
-from rag.answer import ask
-from rag.cli import main
-from rag.index import open_index
+from exorag.index import store
+from exorag.ask.answer import ask
+from exorag.cli import main
+from exorag.index.index import open_index
 
 from .conftest import SAMPLE_PDF, SHARED
 
@@ -144,7 +144,7 @@ def test_a_query_that_is_not_utf8_is_a_clear_error_not_a_traceback(tmp_path: Pat
     import subprocess
     import sys
 
-    argv = [sys.executable, "-m", "rag.cli", command, b"exosomes \xff\xfe PD-L1", "--index", str(tmp_path / "idx")]
+    argv = [sys.executable, "-m", "exorag.cli", command, b"exosomes \xff\xfe PD-L1", "--index", str(tmp_path / "idx")]
     done = subprocess.run(argv, capture_output=True, timeout=120, env={**os.environ, "LC_ALL": "C.UTF-8"})
     err = done.stderr.decode("utf-8", "replace")
     assert done.returncode == 1, err[-2000:]

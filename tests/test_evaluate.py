@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.cli import main
-from rag.evaluate import bioasq_corpus, metrics, mrr_at, ndcg_at, read_beir, recall_at
+from exorag.cli import main
+from exorag.ask.evaluate import bioasq_corpus, metrics, mrr_at, ndcg_at, read_beir, recall_at
 
 from .conftest import SHARED, need
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer import ask
-from rag.cli import main
-from rag.export import export, to_bibtex
-from rag.types import Document, Section
+from exorag.ask.answer import ask
+from exorag.cli import main
+from exorag.output.export import export, to_bibtex
+from exorag.types import Document, Section
 
 
 def test_exports_of_a_real_answer(index) -> None:  # type: ignore[no-untyped-def]

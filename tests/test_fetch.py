@@ -20,16 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from rag import store
-from rag.cli import main
-from rag.errors import FetchError
-from rag.fetch import defaults, files, jats, xmlsafe
-from rag.fetch.europepmc import plain_abstract
-from rag.fetch.http import Client, public_url, retry_after
-from rag.fetch.ids import extract
-from rag.fetch.pubmed import api_key, fetch_pubmed, parse_articles
-from rag.index import open_index
-from rag.sources import jsonl as jsonl_reader
+from exorag.index import store
+from exorag.cli import main
+from exorag.errors import FetchError
+from exorag.fetch import defaults, files, jats, xmlsafe
+from exorag.fetch.europepmc import plain_abstract
+from exorag.fetch.http import Client, public_url, retry_after
+from exorag.fetch.ids import extract
+from exorag.fetch.pubmed import api_key, fetch_pubmed, parse_articles
+from exorag.index.index import open_index
+from exorag.build.sources import jsonl as jsonl_reader
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]

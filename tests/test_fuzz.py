@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rag.errors import FetchError, ParseError
-from rag.fetch.pubmed import parse_articles
-from rag.sources import bibtex, jsonl, pdf, ris, text
-from rag.types import Document
+from exorag.errors import FetchError, ParseError
+from exorag.fetch.pubmed import parse_articles
+from exorag.build.sources import bibtex, jsonl, pdf, ris, text
+from exorag.types import Document
 
 from .conftest import CORPUS, PDFS
 

@@ -21,13 +21,13 @@ from typing import Any
 
 import pytest
 
-from rag import store
-from rag.chunk import split_sentences
-from rag.cli import main
-from rag.errors import LLMError
-from rag.generate import config_from, parse_sentences, verify
-from rag.index import open_index
-from rag.retrieve import search
+from exorag.index import store
+from exorag.build.chunk import split_sentences
+from exorag.cli import main
+from exorag.errors import LLMError
+from exorag.ask.generate import config_from, parse_sentences, verify
+from exorag.index.index import open_index
+from exorag.ask.retrieve import search
 
 QUESTION = "How do tumour-derived exosomes help cancer metastasis?"
 INVENTED = "Tumour-derived exosomes are cleared by the kidneys within ten minutes of their release"

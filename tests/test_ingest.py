@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag import store
-from rag.errors import IndexMismatch
-from rag.index import open_index
-from rag.ingest import ingest_paths
-from rag.vectors import VECTORS_FILE
+from exorag.index import store
+from exorag.errors import IndexMismatch
+from exorag.index.index import open_index
+from exorag.build.ingest import ingest_paths
+from exorag.index.vectors import VECTORS_FILE
 
 from .conftest import CORPUS, SAMPLE_PDF, corpus_records, need
 
@@ -127,7 +127,7 @@ def test_hostile_jsonl_values_skip_their_line_and_the_file_goes_on(tmp_path: Pat
 
 
 def test_cli_ingest_reports_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from rag.cli import main
+    from exorag.cli import main
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text("nope\n")
@@ -141,7 +141,7 @@ def test_cli_ingest_reports_and_exit_codes(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_index_built_with_another_model_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from rag.cli import main
+    from exorag.cli import main
 
     data = write_jsonl(tmp_path / "one.jsonl", corpus_records(n_head=1, n_tail=0))
     index = open_index(tmp_path / "idx")
@@ -172,7 +172,7 @@ def test_interrupted_ingest_resumes_without_loss_or_duplicates(tmp_path: Path) -
     need(CORPUS)
     data = write_jsonl(tmp_path / "some.jsonl", corpus_records(n_head=60, n_tail=0))
     folder = tmp_path / "idx"
-    cmd = [sys.executable, "-m", "rag.cli", "ingest", str(data), "--index", str(folder)]
+    cmd = [sys.executable, "-m", "exorag.cli", "ingest", str(data), "--index", str(folder)]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     deadline = time.monotonic() + 120

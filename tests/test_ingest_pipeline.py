@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from rag import ingest, store
-from rag.index import open_index
-from rag.ingest import ingest_paths
-from rag.sources import READERS
+from exorag.build import ingest
+from exorag.index import store
+from exorag.index.index import open_index
+from exorag.build.ingest import ingest_paths
+from exorag.build.sources import READERS
 
 from .conftest import REPO, corpus_records
 
@@ -96,8 +97,8 @@ def test_kill_9_of_ingest_leaves_no_reader_child(tmp_path: Path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     write(folder / "stuck.hang", "cloop 10000000000000")
-    script = ("import sys; from pathlib import Path; from rag import ingest; from rag.index import open_index; "
-              "from rag.sources import READERS; READERS['.hang'] = 'tests.hang_reader'; ingest.ISOLATED.add('.hang'); "
+    script = ("import sys; from pathlib import Path; from exorag.build import ingest; from exorag.index.index import open_index; "
+              "from exorag.build.sources import READERS; READERS['.hang'] = 'tests.hang_reader'; ingest.ISOLATED.add('.hang'); "
               f"ingest.ingest_paths(open_index(Path({str(tmp_path / 'idx')!r})), [Path({str(folder)!r})], "
               "progress=False, embed=False, file_timeout=0)")
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -158,7 +159,7 @@ def test_kill_9_during_overlapped_ingest_then_rerun_loses_and_duplicates_nothing
     reference.close()
 
     folder = tmp_path / "idx"
-    cmd = [sys.executable, "-m", "rag.cli", "ingest", str(data), "--index", str(folder), "--overlap"]
+    cmd = [sys.executable, "-m", "exorag.cli", "ingest", str(data), "--index", str(folder), "--overlap"]
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True, cwd=REPO)
     seen, deadline = "", time.monotonic() + 120

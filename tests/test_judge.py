@@ -1,13 +1,13 @@
-"""The shipped judge (rag/data/judge): it loads offline, its outputs are probabilities, and it reads meaning, not
+"""The shipped judge (exorag/data/judge): it loads offline, its outputs are probabilities, and it reads meaning, not
 similarity: a sentence that answers beats an on-topic one that does not, a negated finding is contradicted."""
 
 from __future__ import annotations
 
 import pytest
 
-from rag import judge
-from rag.answer import is_quotable, specific_terms
-from rag.index import Index
+from exorag.ask import judge
+from exorag.ask.answer import is_quotable, specific_terms
+from exorag.index.index import Index
 
 
 def test_loads_from_the_package_and_gives_probabilities() -> None:
@@ -23,7 +23,7 @@ def test_loads_from_the_package_and_gives_probabilities() -> None:
 
 
 def test_missing_model_is_a_named_error(tmp_path) -> None:
-    from rag.errors import ModelNotFound
+    from exorag.errors import ModelNotFound
 
     with pytest.raises(ModelNotFound, match="judge model is missing"):
         judge.Judge(tmp_path)

@@ -1,4 +1,4 @@
-"""Inline markup (sub/superscripts, emphasis) as text: the one conversion of rag.fetch.markup, from XML elements
+"""Inline markup (sub/superscripts, emphasis) as text: the one conversion of exorag.fetch.markup, from XML elements
 (PubMed, JATS) and from literal tags (Europe PMC's HTML, JSONL records)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.fetch import markup, xmlsafe
-from rag.sources import jsonl
+from exorag.fetch import markup, xmlsafe
+from exorag.build.sources import jsonl
 
 
 def xml_text(fragment: str) -> str:

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag import embed, onnx_embed
-from rag.errors import ExoragError
+from exorag.index import embed, onnx_embed
+from exorag.errors import ExoragError
 
 from .conftest import CORPUS, need
 

@@ -1,4 +1,4 @@
-"""Tests for rag.sources.pdf on six real open-access PDFs, plus broken, encrypted and blank PDFs made on the fly."""
+"""Tests for exorag.build.sources.pdf on six real open-access PDFs, plus broken, encrypted and blank PDFs made on the fly."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader, PdfWriter
 
-from rag.errors import ParseError
-from rag.sources import pdf
-from rag.types import Document
+from exorag.errors import ParseError
+from exorag.build.sources import pdf
+from exorag.types import Document
 
 PDF_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pdfs_open_access"
 PDFS = sorted(PDF_DIR.glob("*.pdf")) if PDF_DIR.is_dir() else []

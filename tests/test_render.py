@@ -7,11 +7,11 @@ import re
 
 import pytest
 
-from rag import render
-from rag.app_html import answer_sources, cite_anchor, esc, md_escape, reply_markdown
-from rag.export import export
-from rag.render import SRC_REF_SPAN, display_quote
-from rag.types import Answer, Chunk, Citation, Document, Filters, Hit, Section
+from exorag.output import render
+from exorag.web.page import answer_sources, cite_anchor, esc, md_escape, reply_markdown
+from exorag.output.export import export
+from exorag.output.render import SRC_REF_SPAN, display_quote
+from exorag.types import Answer, Chunk, Citation, Document, Filters, Hit, Section
 
 TEXT = ("Milk EVs protect the infant gut [16]. CD63 and CD81 were enriched [3, 5-7] as before (Chen et al., 2018). "
         "Plasma EVs carried PD-L1 $5 *and* more.")
@@ -96,7 +96,7 @@ def test_page_reply_and_cards_grey_out_the_source_markers() -> None:
 
 
 def test_cite_text_and_llm_answers() -> None:
-    from rag.cite import SentenceSupport
+    from exorag.ask.cite import SentenceSupport
 
     support = SentenceSupport(sentence="Milk EVs protect the gut.", start=0, end=25, citations=(CITATIONS[0],))
     out = render.cite_text([support])
@@ -118,8 +118,8 @@ def _stanced(c: Citation, stance: str) -> Citation:
 
 
 def test_verdicts_in_cite_json_text_and_the_draft_page() -> None:
-    from rag.app_html import draft_html
-    from rag.cite import SentenceSupport
+    from exorag.web.page import draft_html
+    from exorag.ask.cite import SentenceSupport
 
     supported = SentenceSupport("Milk EVs protect the gut.", 0, 25, citations=(_stanced(CITATIONS[0], "supports"),))
     against = SentenceSupport("CD63 is absent from EVs.", 26, 50, citations=(),

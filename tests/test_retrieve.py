@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.cli import main
-from rag.retrieve import fts_expression, query_terms, search
-from rag.types import Filters
+from exorag.cli import main
+from exorag.ask.retrieve import fts_expression, query_terms, search
+from exorag.types import Filters
 
 
 def test_fts_expression_quotes_every_term() -> None:
@@ -56,8 +56,8 @@ def _old_store_with_one_document(folder: Path) -> None:
     """A store as made before stemming: the same schema with the plain unicode61 FTS5 tokenizer."""
     import sqlite3
 
-    from rag import store
-    from rag.types import Chunk, Document, Section
+    from exorag.index import store
+    from exorag.types import Chunk, Document, Section
 
     folder.mkdir(parents=True)
     conn = sqlite3.connect(folder / store.STORE_FILE, isolation_level=None)
@@ -71,7 +71,7 @@ def _old_store_with_one_document(folder: Path) -> None:
 
 
 def test_store_made_before_stemming_is_rebuilt_on_open_and_stems(tmp_path: Path) -> None:
-    from rag import store
+    from exorag.index import store
 
     _old_store_with_one_document(tmp_path / "old")
     conn = store.connect(tmp_path / "old")
@@ -90,7 +90,7 @@ def test_store_made_before_stemming_is_rebuilt_on_open_and_stems(tmp_path: Path)
 def test_store_that_cannot_be_rebuilt_is_a_clear_error(tmp_path: Path) -> None:
     import sqlite3
 
-    from rag import store
+    from exorag.index import store
 
     _old_store_with_one_document(tmp_path / "busy")
     writer = sqlite3.connect(tmp_path / "busy" / store.STORE_FILE, isolation_level=None)
@@ -111,7 +111,7 @@ def test_stemmed_lexical_search_on_the_real_index(index) -> None:  # type: ignor
 
 
 def test_document_level_convex_fusion() -> None:
-    from rag.retrieve import convex
+    from exorag.ask.retrieve import convex
 
     # paper A: its dense hit and its bm25 hit are different chunks (1, 2); paper B has one chunk (3) in both lists
     dense = [(1, 0.9), (3, 0.8), (4, 0.1)]
@@ -128,7 +128,7 @@ def test_document_level_convex_fusion() -> None:
 
 
 def test_term_chunk_counts_stem_like_the_index(index) -> None:  # type: ignore[no-untyped-def]
-    from rag import store
+    from exorag.index import store
 
     counts = store.term_chunk_counts(index.conn, ["vesicles", "vesicle", "mir-21", "xyzzyqq"])
     assert counts[0] == counts[1] > 0  # both stem to the same token
@@ -139,7 +139,8 @@ def test_term_chunk_counts_stem_like_the_index(index) -> None:  # type: ignore[n
 
 
 def test_very_common_words_leave_the_bm25_side_of_large_indexes(index, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from rag import retrieve, store
+    from exorag.ask import retrieve
+    from exorag.index import store
 
     query = "Which vesicles carry PD-L1 zzyzx?"
     assert retrieve.searched_terms(index, query) == retrieve.query_terms(query)  # a small index: nothing pruned

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from rag import store
-from rag.errors import ParseError
-from rag.index import open_index
-from rag.ingest import ingest_paths
-from rag.sources import read_path
-from rag.sources.bibtex import latex_to_text
-from rag.types import Document
+from exorag.index import store
+from exorag.errors import ParseError
+from exorag.index.index import open_index
+from exorag.build.ingest import ingest_paths
+from exorag.build.sources import read_path
+from exorag.build.sources.bibtex import latex_to_text
+from exorag.types import Document
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -106,7 +106,7 @@ GOOD_ENTRY = "@article{ok, title = {Fine}, author = {Doe, Jane}, abstract = {Tum
 
 
 def test_a_doubling_string_macro_chain_is_capped_named_and_the_file_goes_on(tmp_path: Path) -> None:
-    from rag.sources.bibtex import MAX_FIELD_CHARS
+    from exorag.build.sources.bibtex import MAX_FIELD_CHARS
 
     chain = '@string{a0 = "xy"}\n' + "".join(f"@string{{a{i} = a{i - 1} # a{i - 1}}}\n" for i in range(1, 25))
     path = tmp_path / "bomb.bib"  # 2**24 * 2 characters of title (33 MB) from a file of ~700 bytes
@@ -130,7 +130,7 @@ def test_a_doubling_string_macro_chain_is_capped_named_and_the_file_goes_on(tmp_
 
 
 def test_oversized_fields_of_bibtex_and_ris_records_are_named_not_truncated(tmp_path: Path) -> None:
-    from rag.sources.jsonl import FIELD_LIMITS
+    from exorag.build.sources.jsonl import FIELD_LIMITS
 
     bib = tmp_path / "big.bib"
     bib.write_text("@article{huge, title = {T}, abstract = {" + "exosome " * 20_000 + "}}\n"

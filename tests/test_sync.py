@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from rag import store
-from rag.chunk import chunk_document
-from rag.cli import main
-from rag.index import check, open_index
-from rag.ingest import ingest_paths
-from rag.sources import READERS
-from rag.types import Document, Section
+from exorag.index import store
+from exorag.build.chunk import chunk_document
+from exorag.cli import main
+from exorag.index.index import check, open_index
+from exorag.build.ingest import ingest_paths
+from exorag.build.sources import READERS
+from exorag.types import Document, Section
 
 from .conftest import CORPUS, corpus_records, need
 
@@ -147,13 +147,13 @@ def test_check_reports_drift_warns_on_search_and_repairs(tmp_path: Path, capsys:
 
 CRASHING_REMOVE = """
 import os, signal, sys
-import rag.sync
+import exorag.build.sync
 
 def killed(*args, **kwargs):  # the moment after the store commit, before the FAISS file is written
     os.kill(os.getpid(), signal.SIGKILL)
 
-rag.sync.sync_vectors = killed
-from rag.cli import main
+exorag.build.sync.sync_vectors = killed
+from exorag.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -165,7 +165,7 @@ def _remove_killed_after_the_store_commit(folder: Path, doc_id: str) -> None:
 
 
 def _ranking(folder: Path, query: str, mode: str) -> list[tuple[int, str, float]]:
-    from rag.retrieve import search
+    from exorag.ask.retrieve import search
 
     index = open_index(folder)
     try:
@@ -192,7 +192,7 @@ def test_a_remove_killed_before_saving_vectors_never_serves_them_and_its_rerun_f
         three_notes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import shutil
 
-    from rag.retrieve import dense_search
+    from exorag.ask.retrieve import dense_search
 
     crashed, clean = tmp_path / "crashed", tmp_path / "clean"
     shutil.copytree(three_notes, crashed)
@@ -277,7 +277,7 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(phase: str, forty: tuple
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     data, clean = forty
     folder = tmp_path / "idx"
-    cmd = [sys.executable, "-m", "rag.cli", "ingest", str(data), "--index", str(folder)]
+    cmd = [sys.executable, "-m", "exorag.cli", "ingest", str(data), "--index", str(folder)]
     _kill_during(cmd, f"{phase}:", random.uniform(0.0, 0.3))
     rerun = subprocess.run(cmd + ["-q"], capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
@@ -304,9 +304,9 @@ def _slow_read(path: Path) -> Iterator[Document]:
 
 def test_a_reader_past_the_file_timeout_is_abandoned_and_the_batch_goes_on(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    module = types.ModuleType("rag.sources._slow_test")
+    module = types.ModuleType("exorag.build.sources._slow_test")
     module.read = _slow_read  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "rag.sources._slow_test", module)
+    monkeypatch.setitem(sys.modules, "exorag.build.sources._slow_test", module)
     monkeypatch.setitem(READERS, ".slow", "_slow_test")
     folder = make_folder(tmp_path)
     (folder / "stuck.slow").write_text("anything")

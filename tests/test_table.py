@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from rag.cli import main
-from rag.table import COLUMNS, HEADERS, columns, evidence_table, to_csv, to_markdown
-from rag.types import Filters
+from exorag.cli import main
+from exorag.output.table import COLUMNS, HEADERS, columns, evidence_table, to_csv, to_markdown
+from exorag.types import Filters
 
 QUESTION = "Which methods are used to measure the size of extracellular vesicles?"
 
 
 @pytest.fixture(scope="module")
 def rows(built_index: Path):  # type: ignore[no-untyped-def]
-    from rag.index import open_index
+    from exorag.index.index import open_index
 
     idx = open_index(built_index)
     try:
@@ -60,7 +60,7 @@ def test_markdown_escapes_pipes_and_folds_lines(rows) -> None:  # type: ignore[n
 
 
 def test_table_filters(index) -> None:  # type: ignore[no-untyped-def]
-    from rag import store
+    from exorag.index import store
 
     rows = evidence_table(index, "exosomes in cancer", k=10, filters=Filters(tags=("design=review",)))
     tags = store.document_tags(index.conn, (r.doc_id for r in rows))

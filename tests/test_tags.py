@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from rag import store
-from rag.cli import main
-from rag.retrieve import search
-from rag.tags import TAG_KEYS, TAG_VALUES, TagError, parse_tag, parse_tags, tag_document
-from rag.types import Filters
+from exorag.index import store
+from exorag.cli import main
+from exorag.ask.retrieve import search
+from exorag.build.tags import TAG_KEYS, TAG_VALUES, TagError, parse_tag, parse_tags, tag_document
+from exorag.types import Filters
 from tests.conftest import CORPUS, REPO, need
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from rag import store, thesaurus
-from rag.cli import main
-from rag.index import open_index
-from rag.retrieve import expansion_expression, expansions, search
+from exorag.index import store
+from exorag.build import thesaurus
+from exorag.cli import main
+from exorag.index.index import open_index
+from exorag.ask.retrieve import expansion_expression, expansions, search
 
 
 def _synonyms(query: str) -> dict[str, tuple[str, ...]]:

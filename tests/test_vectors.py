@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.errors import IndexMismatch
-from rag.vectors import META_FILE, RETRAIN_GROWTH, open_vectors
+from exorag.errors import IndexMismatch
+from exorag.index.vectors import META_FILE, RETRAIN_GROWTH, open_vectors
 
 DIM = 64
 
@@ -119,10 +119,10 @@ def test_real_index_migrates_past_the_threshold_and_keeps_working(built_index: P
     search, filters, stats and check work on the IVF index read back from disk."""
     import shutil
 
-    from rag.cli import main
-    from rag.index import check, open_index, sync_vectors
-    from rag.retrieve import search
-    from rag.types import Filters
+    from exorag.cli import main
+    from exorag.index.index import check, open_index, sync_vectors
+    from exorag.ask.retrieve import search
+    from exorag.types import Filters
 
     folder = tmp_path / "idx"
     shutil.copytree(built_index, folder)
@@ -151,8 +151,8 @@ def test_real_index_migrates_past_the_threshold_and_keeps_working(built_index: P
 
 
 def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rag.errors import ExoragError
-    from rag.vectors import APPROX_THRESHOLD, default_nprobe, default_threshold
+    from exorag.errors import ExoragError
+    from exorag.index.vectors import APPROX_THRESHOLD, default_nprobe, default_threshold
 
     assert default_threshold() == APPROX_THRESHOLD
     assert default_nprobe(1000) == 350 and default_nprobe(50) == 32 and default_nprobe(10) == 10

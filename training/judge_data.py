@@ -39,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rag.chunk import split_sentences  # noqa: E402
+from exorag.build.chunk import split_sentences  # noqa: E402
 
 PUBMED = re.compile(r"pubmed/(\d+)")
 MIN_CHARS = 25
@@ -122,7 +122,7 @@ def bioasq_pool(questions: list[dict]) -> list[tuple[int, str, str]]:
 
 
 def embed(texts: list[str]) -> np.ndarray:
-    from rag import embed as embed_mod
+    from exorag.index import embed as embed_mod
 
     return embed_mod.load().encode(texts, batch_size=128, progress=True)
 

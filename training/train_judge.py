@@ -12,7 +12,7 @@ every `--save-every` steps: the same command after an interruption resumes where
 the development figures go to stdout.
 
     python training/train_judge.py --data training/data --out training/run [--epochs 1] [--threads 2]
-    python training/train_judge.py --data training/data --out training/run --export rag/data/judge
+    python training/train_judge.py --data training/data --out training/run --export exorag/data/judge
 
 `--export` writes the trained network's ONNX graph, int8-quantised with the embedder's recipe, plus tokenizer.json and
 judge.json (labels, max length) into the package folder. Deliberately left out: distillation from a bigger model
@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rag import onnx_embed  # noqa: E402
+from exorag.index import onnx_embed  # noqa: E402
 
 MAX_LEN = 160
 STANCE = ("neither", "supports", "contradicts")

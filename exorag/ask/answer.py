@@ -4,7 +4,7 @@ verbatim, each followed by `[n]`; or an abstention.
 Every sentence of every retrieved chunk is a candidate, less those that cannot be an answer whatever they say
 (`is_quotable`: fragments, front matter such as copyright lines, e-mail addresses and mastheads, bullet or table
 blobs). Candidates are pre-ranked by the share of the question's content words they hold and their passage's
-retrieval score (`prefilter`), the best JUDGED of them are read by the judge (rag/judge.py) together with the question, and only
+retrieval score (`prefilter`), the best JUDGED of them are read by the judge (exorag/ask/judge.py) together with the question, and only
 sentences with P(answers) >= judge.ANSWERS are kept, ranked by it (framing sentences, "this review focuses on...",
 lose META_PENALTY), with diversity (no near-duplicates, at most `per_doc` per paper). The strongest leads; the rest
 follow grouped by paper. The answer abstains when no sentence is judged to answer, or when the question names
@@ -21,13 +21,14 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from . import judge as judges
-from . import store, thesaurus
-from .chunk import split_sentences
-from .index import Index
-from .render import consensus_line
-from .retrieve import normalize_query, query_terms, search
-from .types import Answer, Citation, Filters, Hit
+from exorag.ask import judge as judges
+from exorag.index import store
+from exorag.build import thesaurus
+from exorag.build.chunk import split_sentences
+from exorag.index.index import Index
+from exorag.output.render import consensus_line
+from exorag.ask.retrieve import normalize_query, query_terms, search
+from exorag.types import Answer, Citation, Filters, Hit
 
 JUDGED = 24  # candidates (see `prefilter`) that the judge reads per question
 MIN_SENTENCE_CHARS = 30

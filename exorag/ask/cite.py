@@ -3,7 +3,7 @@
 For one claim (a sentence of the user's draft, or of an LLM answer) and some retrieved passages, the quotable
 sentences of the passages are pre-ranked by word overlap and retrieval score (answer.prefilter), the best JUDGED
 are read by the judge
-(rag/judge.py) together with the claim, and each becomes Evidence with the judge's stance: supports, contradicts or
+(exorag/ask/judge.py) together with the claim, and each becomes Evidence with the judge's stance: supports, contradicts or
 neither. Evidence counts only where the passage (with its paper's title) shares at least MIN_OVERLAP of the claim's
 content words: the judge reads one sentence, and this keeps a claim about one drug, gene or number from being
 "supported" by a sentence about another.
@@ -22,14 +22,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from . import judge as judges
-from .answer import candidate_sentences, prefilter
-from .chunk import split_sentences
-from .errors import EmptyQuery
-from .index import Index
-from .judge import Judgement
-from .retrieve import STOPWORDS, search
-from .types import Citation, Filters, Hit
+from exorag.ask import judge as judges
+from exorag.ask.answer import candidate_sentences, prefilter
+from exorag.build.chunk import split_sentences
+from exorag.errors import EmptyQuery
+from exorag.index.index import Index
+from exorag.ask.judge import Judgement
+from exorag.ask.retrieve import STOPWORDS, search
+from exorag.types import Citation, Filters, Hit
 
 JUDGED = 24  # sentences per claim that the judge reads (answer.prefilter)
 MIN_OVERLAP = 0.3  # share of the claim's content words the passage (or its title) must contain to count

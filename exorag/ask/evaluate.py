@@ -19,11 +19,11 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .errors import ExoragError
-from .index import Index
-from .ingest import ingest_paths
-from .retrieve import search
-from .types import Filters
+from exorag.errors import ExoragError
+from exorag.index.index import Index
+from exorag.build.ingest import ingest_paths
+from exorag.ask.retrieve import search
+from exorag.types import Filters
 
 
 class EvalDataError(ExoragError):
@@ -214,7 +214,7 @@ def evaluate_answers_bioasq(
 ) -> dict[str, Any]:
     """Answer BioASQ questions over an index of their snippets: gold-document recall among cited works, share of
     answers with a quote overlapping a gold snippet, ROUGE-L against the ideal answer, abstention rate."""
-    from .answer import ask
+    from exorag.ask.answer import ask
 
     questions = [q for q in bioasq_questions(folder) if q.get("body") and q.get("snippets")]
     chosen = questions[:limit] if limit else questions
@@ -251,7 +251,7 @@ def evaluate_answers_pubmedqa(
 ) -> dict[str, Any]:
     """On PubMedQA (questions whose abstracts are in the index as pmid:N), how often the answer cites evidence
     from the question's own abstract, and how often it abstains on these answerable questions."""
-    from .answer import ask
+    from exorag.ask.answer import ask
 
     try:
         records = json.loads(path.read_text(encoding="utf-8"))

@@ -6,13 +6,13 @@ numbered 1..k (with title and year) in the prompt, and the model is told to answ
 sentence with its [n]. The request asks for a stream (SSE `data:` lines with choices[0].delta.content); a server
 that answers plain JSON (choices[0].message.content) is read as such.
 
-The model's answer is then checked sentence by sentence by the judge (rag.cite): a sentence must cite only passages
+The model's answer is then checked sentence by sentence by the judge (exorag.ask.cite): a sentence must cite only passages
 that exist, and a sentence of the passages it cites must support it; otherwise it is dropped (or kept and marked
 "[unsupported]"). A sentence that a cited passage contradicts (and none supports) is always dropped, and reported
 as contradicted, with the contradicting quote. Each kept citation points at the verbatim best-supporting sentence of the cited passage, with
 offsets into the document text, exactly like the extractive answer; numbers are reassigned in order of appearance.
 When the server cannot be reached, times out, answers an HTTP error or something malformed, or when no sentence
-survives, the extractive answer (rag.answer) is returned with a note saying why. Nothing is sent anywhere unless
+survives, the extractive answer (exorag.ask.answer) is returned with a note saying why. Nothing is sent anywhere unless
 an LLM URL is given. Deliberately left out: showing tokens as they stream (the answer is only shown once checked),
 chat history, tool calls, and retries.
 """
@@ -31,13 +31,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from . import answer as extractive
-from .chunk import split_sentences
-from .cite import Evidence, judge_claim
-from .errors import LLMError
-from .index import Index
-from .retrieve import normalize_query, search
-from .types import Answer, Citation, Filters, Hit
+from exorag.ask import answer as extractive
+from exorag.build.chunk import split_sentences
+from exorag.ask.cite import Evidence, judge_claim
+from exorag.errors import LLMError
+from exorag.index.index import Index
+from exorag.ask.retrieve import normalize_query, search
+from exorag.types import Answer, Citation, Filters, Hit
 
 Unsupported = Literal["drop", "mark"]
 DEFAULT_TIMEOUT_S = 120.0  # longest wait for the reply to start, or for its next piece while it streams

@@ -3,7 +3,7 @@
 One small cross-encoder (all-MiniLM-L6-v2 fine-tuned with two heads by `training/train_judge.py` on BioASQ 7B-10B,
 SciFact train and PubMedQA; model card in the README) reads (question or claim, sentence) pairs together, so it sees
 negation, direction and whether the sentence is about the thing asked, which cosine similarity cannot. Its int8 ONNX
-graph, tokenizer and judge.json ship in `rag/data/judge/`; nothing is downloaded. Output 0 is the answer logit,
+graph, tokenizer and judge.json ship in `exorag/data/judge/`; nothing is downloaded. Output 0 is the answer logit,
 outputs 1-3 the stance logits (neither, supports, contradicts); `judge` returns their probabilities.
 
 One rule sits on top of the network, because a model this small reads negation well but an antonym poorly ("X
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelNotFound
+from exorag.errors import ModelNotFound
 
-FOLDER = Path(__file__).parent / "data" / "judge"
+FOLDER = Path(__file__).resolve().parent.parent / "data" / "judge"
 MODEL_FILE = "judge_int8.onnx"
 
 ANSWERS = 0.7  # P(answers) at or above which a sentence answers (chosen on BioASQ 11B and bench/data sweeps)
@@ -79,7 +79,7 @@ class Judge:
     """The loaded judge (one onnxruntime session); `judge` is safe to call from several threads."""
 
     def __init__(self, folder: Path = FOLDER, threads: int | None = None) -> None:
-        from . import onnx_embed
+        from exorag.index import onnx_embed
 
         model = folder / MODEL_FILE
         if not model.is_file() or not (folder / "tokenizer.json").is_file():

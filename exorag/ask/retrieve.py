@@ -8,7 +8,7 @@ reciprocal-rank fusion (k=60), with a cap on chunks per document so one paper ca
 (year range, source, journal, publication type, study tags) restrict both sides: an FAISS id selector on the dense
 side, a SQL join on the lexical side. The dense side never ranks a vector whose chunk is gone (a `remove` killed
 before its vectors were saved): see index.search_vectors. With `expand` (the default) the lexical side also
-searches the EV thesaurus's synonyms and the long forms of the query's abbreviations (rag/thesaurus.py): one more
+searches the EV thesaurus's synonyms and the long forms of the query's abbreviations (exorag/build/thesaurus.py): one more
 FTS5 query per concept, matching its synonyms only in passages that lack the query's own word for it, whose bm25
 (capped at the best bm25 the query's own word reaches, so a passage naming several synonyms cannot outscore one
 with the word itself) is added at EXPANSION_WEIGHT. A query holding a lone surrogate (bytes that were not UTF-8 on
@@ -21,12 +21,13 @@ from __future__ import annotations
 import re
 from typing import Literal, TypeVar
 
-from . import store, thesaurus
+from exorag.index import store
+from exorag.build import thesaurus
 import numpy as np
 
-from .errors import EmptyQuery, InvalidText
-from .index import Index, search_vectors
-from .types import Filters, Hit
+from exorag.errors import EmptyQuery, InvalidText
+from exorag.index.index import Index, search_vectors
+from exorag.types import Filters, Hit
 
 Mode = Literal["hybrid", "dense", "lexical"]
 Fusion = Literal["rrf", "convex"]
@@ -212,7 +213,7 @@ def search(
 ) -> list[Hit]:
     """The top `k` chunks for `query` within `filters`, at most `per_doc` from any one document.
 
-    `expand`: also search EV synonyms and mined long forms on the lexical side (see rag/thesaurus.py).
+    `expand`: also search EV synonyms and mined long forms on the lexical side (see exorag/build/thesaurus.py).
     """
     query = normalize_query(query)
     depth = max(50, k * 5)

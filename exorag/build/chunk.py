@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from .types import Chunk, Document
+from exorag.types import Chunk, Document
 
 _ABBREVIATIONS = {
     "al", "fig", "figs", "e.g", "i.e", "eg", "ie", "vs", "cf", "ca", "approx", "no", "nos", "dr", "mr", "mrs",

@@ -4,19 +4,19 @@ Each document is written in its own transaction (store.put_document), unchanged 
 hash, and vectors are synced at the end (index.sync_vectors), so an interrupted run is resumed by running the same
 command again. Problems are collected per file (and per line) as `Problem`s; the rest of the batch goes on.
 Pipelining, optional (`overlap=True`, `exorag ingest --overlap`, EXORAG_OVERLAP=1): while the main thread reads,
-chunks and stores, an rag.embed_thread.EmbedThread embeds the chunks already stored (onnxruntime runs without the
+chunks and stores, an exorag.index.embed_thread.EmbedThread embeds the chunks already stored (onnxruntime runs without the
 GIL); sync_vectors then finishes the rest and drops vectors of chunks replaced meanwhile. Off by default because it
 does not pay here (bench/ingest_overlap.py, 2 cores): embedding is ~97% of the time for abstracts and its two
 onnxruntime threads already keep both cores busy, so parsing beside it only takes turns with it (2,000 abstracts:
 best runs 62.4 s sequential, 63.5 s overlapped; 6 PDFs 4.7 s vs 4.8 s; ~4% more CPU). It pays where embedding
 leaves cores idle (more cores than EXORAG_ONNX_THREADS, or a slow reader that waits on I/O).
 Per-file time limit (`file_timeout`, counting only the reader's own time): readers of the ISOLATED kinds (PDF) run
-in a reusable child process (rag.reader_process) that is killed when the limit is past, which stops even a reader
+in a reusable child process (exorag.build.reader_process) that is killed when the limit is past, which stops even a reader
 stuck in one C call; the other readers run in-process under SIGALRM, which Python delivers only between
 bytecodes, except off the main thread (the chat's uploads), where SIGALRM cannot be used and every kind goes
 through the child instead. Either way the file is reported as failed with "took longer than S s" and
 the batch goes on. Chunking and storing are not timed. Progress bars: documents (rate, and an ETA against a cheap
-count of records, rag.sources.estimate_records) and embedded chunks (rate, ETA; with overlap, the total is known
+count of records, exorag.build.sources.estimate_records) and embedded chunks (rate, ETA; with overlap, the total is known
 only once parsing is over).
 Memory does not grow with the corpus except for `IngestReport.seen` (the ids read, for `exorag sync`): readers
 stream, documents are stored one by one and id lists are int64 arrays.
@@ -37,18 +37,18 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from . import store
-from .chunk import chunk_document
-from .embed_thread import EmbedThread
-from .errors import FileTimeout, ParseError, UnsupportedFile
-from .index import Index, sync_vectors
-from .reader_process import ReaderProcess
-from .sources import estimate_records, expand_paths, read_path, reader_module
-from .types import Document
+from exorag.index import store
+from exorag.build.chunk import chunk_document
+from exorag.index.embed_thread import EmbedThread
+from exorag.errors import FileTimeout, ParseError, UnsupportedFile
+from exorag.index.index import Index, sync_vectors
+from exorag.build.reader_process import ReaderProcess
+from exorag.build.sources import estimate_records, expand_paths, read_path, reader_module
+from exorag.types import Document
 
 CHUNK_TOKENS = 200  # leaves room in MiniLM's 256-wordpiece window for the title prefixed to each passage
 FILE_TIMEOUT_S = 120.0
-ISOLATED = {".pdf"}  # kinds whose reader runs in a child process (rag.reader_process): a hard limit, crashes contained
+ISOLATED = {".pdf"}  # kinds whose reader runs in a child process (exorag.build.reader_process): a hard limit, crashes contained
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """A reader in a child process with a hard per-file time limit: a reader stuck in C code is killed, not waited for.
 
-rag.ingest's in-process limit is SIGALRM, whose handler Python runs only between bytecodes: a reader stuck inside
+exorag.build.ingest's in-process limit is SIGALRM, whose handler Python runs only between bytecodes: a reader stuck inside
 one long C call (a pathological PDF in a C extension; `sum(range(10**12))`) is not interrupted until that call
 returns, if ever. `ReaderProcess` runs readers in one child process, started with the "spawn" method (never a fork
 of a process running onnxruntime threads) on the first file that needs it and reused for the files after it. The
@@ -27,8 +27,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from .errors import FileTimeout, ParseError, UnsupportedFile
-from .types import Document
+from exorag.errors import FileTimeout, ParseError, UnsupportedFile
+from exorag.types import Document
 
 PR_SET_PDEATHSIG = 1
 

@@ -1,6 +1,6 @@
 """Make the index match a folder (`exorag sync`), and remove documents by id (`exorag remove`).
 
-`sync_folder` ingests the folder (new documents added, changed ones replaced, through rag.ingest.ingest_paths),
+`sync_folder` ingests the folder (new documents added, changed ones replaced, through exorag.build.ingest.ingest_paths),
 then removes the documents whose recorded `origin` lies under the folder but that were not read this time: their
 file is gone, or (for a JSONL/RIS/BibTeX file still present) their id no longer appears in it. Documents of a
 file that failed as a whole this time (unreadable, too slow) are kept: a transient failure must not delete them.
@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import store
-from .errors import ExoragError, NotFound
-from .index import Index, sync_vectors
-from .ingest import FILE_TIMEOUT_S, IngestReport, Problem, ingest_paths
+from exorag.index import store
+from exorag.errors import ExoragError, NotFound
+from exorag.index.index import Index, sync_vectors
+from exorag.build.ingest import FILE_TIMEOUT_S, IngestReport, Problem, ingest_paths
 
 
 @dataclass

@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from .errors import ExoragError
-from .types import Document
+from exorag.errors import ExoragError
+from exorag.types import Document
 
 RULES_VERSION = 1  # bump when a rule changes: the store recomputes the tags of existing documents on open
 

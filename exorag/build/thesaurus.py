@@ -1,6 +1,6 @@
 """EV-aware query expansion: curated synonym groups plus abbreviations mined from the corpus.
 
-The curated groups live in `rag/data/ev_thesaurus.json` (versioned data, shipped with the package): exosome /
+The curated groups live in `exorag/data/ev_thesaurus.json` (versioned data, shipped with the package): exosome /
 extracellular vesicle / EV / sEV / microvesicle / ectosome, the EV markers and negative markers, isolation and
 characterisation methods, and immunotherapy terms. A group is used when one of its terms occurs in the query
 (as whole words, plural and tumour/tumor spellings included); its short forms that mean other things elsewhere
@@ -90,7 +90,7 @@ def _group(raw: dict) -> Group:  # type: ignore[type-arg]
 @lru_cache(maxsize=1)
 def load() -> Thesaurus:
     """The curated thesaurus shipped in the package (parsed once)."""
-    data = json.loads(resources.files("rag.data").joinpath(THESAURUS_FILE).read_text(encoding="utf-8"))
+    data = json.loads(resources.files("exorag.data").joinpath(THESAURUS_FILE).read_text(encoding="utf-8"))
     return Thesaurus(version=int(data["version"]), groups=tuple(_group(g) for g in data["groups"]))
 
 

@@ -41,7 +41,7 @@ def say(progress: Progress | None, message: str) -> None:
 
 def summarise(report: FetchReport) -> FetchReport:
     """Fill the counts of `report` from the JSONL it names."""
-    from .files import read_records
+    from exorag.fetch.files import read_records
 
     if report.path is not None and report.path.exists():
         records = read_records(report.path)

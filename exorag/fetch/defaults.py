@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import FetchError
+from exorag.errors import FetchError
 
 LIST_RELATIVE = Path("corpus") / "default_sources.json"
 

@@ -6,7 +6,7 @@ JSONL and recording the next cursor in the state file, so an interrupted fetch r
 full texts are cached under raw/. When the JATS is unavailable (404, an error, not XML) but the result lists an
 open-access PDF (`fullTextUrlList`, documentStyle "pdf", availability OA), that PDF is downloaded through the same
 client (rate limit, retries, timeout; at most 50 MB; must start with %PDF) into `pdf/<PMCID or id>.pdf` (temp file +
-rename, reused on later runs), read with rag.sources.pdf, and its indexed sections become `sections`;
+rename, reused on later runs), read with exorag.build.sources.pdf, and its indexed sections become `sections`;
 `fulltext_source` says "jats" or "pdf". A PDF that cannot be read (and is then not kept) or a paper with neither
 leaves the record with its abstract only and a `fulltext_note` saying why.
 Records use the exo_corpus schema with `source: "europepmc"` and the id `pmid:N` when PubMed knows the paper (so a
@@ -25,12 +25,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import FetchError, ParseError, ServiceUnreachable
-from ..sources import pdf as pdf_reader
-from . import FetchReport, Progress, markup, say, summarise
-from .files import DEFAULT_OUT, RawCache, cached, merge_records, read_state, stem, write_atomic, write_state
-from .http import Client, HttpStatus, europepmc
-from .jats import parse_fulltext
+from exorag.errors import FetchError, ParseError, ServiceUnreachable
+from exorag.build.sources import pdf as pdf_reader
+from exorag.fetch import FetchReport, Progress, markup, say, summarise
+from exorag.fetch.files import DEFAULT_OUT, RawCache, cached, merge_records, read_state, stem, write_atomic, write_state
+from exorag.fetch.http import Client, HttpStatus, europepmc
+from exorag.fetch.jats import parse_fulltext
 
 SERVICE = "Europe PMC"
 PAGE = 100  # the API allows up to 1000 per page

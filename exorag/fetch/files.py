@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import ExoragError
+from exorag.errors import ExoragError
 
 DEFAULT_OUT = Path("corpus") / "fetched"
 _NOT_CACHE_KEY = frozenset({"api_key", "email", "tool"})

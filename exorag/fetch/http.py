@@ -25,7 +25,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from ..errors import FetchError, ServiceUnreachable
+from exorag.errors import FetchError, ServiceUnreachable
 
 USER_AGENT = "exorag/0.1 (offline RAG over the exosome literature; https://github.com/exorag)"
 TIMEOUT_S = 30.0

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import FetchError, ServiceUnreachable
-from . import FetchReport, Progress, say, summarise
-from .europepmc import result_record, search
-from .files import DEFAULT_OUT, RawCache, merge_records, stem
-from .http import Client, europepmc, eutils
-from .pubmed import api_key, fetch_pmids
+from exorag.errors import FetchError, ServiceUnreachable
+from exorag.fetch import FetchReport, Progress, say, summarise
+from exorag.fetch.europepmc import result_record, search
+from exorag.fetch.files import DEFAULT_OUT, RawCache, merge_records, stem
+from exorag.fetch.http import Client, europepmc, eutils
+from exorag.fetch.pubmed import api_key, fetch_pmids
 
 _DOI = re.compile(r"\b10\.\d{4,9}/[^\s\"<>]+")
 _PMID = re.compile(r"\bPMID\s*:?\s*(\d{1,8})\b", re.IGNORECASE)

@@ -2,7 +2,7 @@
 
 The JSONL reader refuses a record without text, and rightly so for hand-made files; but a fetched record flagged
 `"no_abstract": true` (a letter, an erratum, a paper PubMed has no abstract for) is kept on purpose as metadata.
-`ingest_fetched` runs the ordinary `rag.ingest.ingest_paths` and moves exactly those lines from `failed` to
+`ingest_fetched` runs the ordinary `exorag.build.ingest.ingest_paths` and moves exactly those lines from `failed` to
 `skipped` with the reason "no abstract (metadata only)". Deliberately left out: storing metadata-only records in
 the index (the store holds documents with text to retrieve).
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ..index import Index
-from ..ingest import IngestReport, Problem, ingest_paths
-from .files import metadata_only_lines
+from exorag.index.index import Index
+from exorag.build.ingest import IngestReport, Problem, ingest_paths
+from exorag.fetch.files import metadata_only_lines
 
 METADATA_ONLY = "no abstract (metadata only)"
 

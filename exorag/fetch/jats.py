@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from .xmlsafe import local, parse, text_of
+from exorag.fetch.xmlsafe import local, parse, text_of
 
 SKIP = frozenset({"fig", "table-wrap", "table-wrap-group", "fig-group", "disp-formula", "inline-formula",
                   "supplementary-material", "fn", "fn-group", "ref-list", "media", "graphic", "alternatives",

@@ -26,10 +26,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..errors import FetchError, ServiceUnreachable
-from . import FetchReport, Progress, say, summarise, xmlsafe
-from .files import DEFAULT_OUT, RawCache, cached, merge_records, read_state, stem, write_state
-from .http import Client, eutils
+from exorag.errors import FetchError, ServiceUnreachable
+from exorag.fetch import FetchReport, Progress, say, summarise, xmlsafe
+from exorag.fetch.files import DEFAULT_OUT, RawCache, cached, merge_records, read_state, stem, write_state
+from exorag.fetch.http import Client, eutils
 
 BATCH = 200
 SERVICE = "NCBI E-utilities"

@@ -6,7 +6,7 @@ cache) or folder path works too. The hub is put in offline mode before sentence-
 network call happens at question time; set HF_HUB_OFFLINE=0 yourself to let it download a model once.
 Vectors are float32 and L2-normalised, so inner product is cosine similarity.
 Backends (`load(name, backend=...)`, default `$EXORAG_BACKEND`, else `default_backend`): "torch" (sentence-transformers, fp32),
-"onnx" (fp32 ONNX) and "onnx-int8" (int8 dynamic quantisation), both via rag.onnx_embed, exported once and cached.
+"onnx" (fp32 ONNX) and "onnx-int8" (int8 dynamic quantisation), both via exorag.index.onnx_embed, exported once and cached.
 An ONNX backend that cannot be built raises ModelNotFound (no silent fall-back to torch: set EXORAG_BACKEND=torch).
 Deliberately left out: GPU selection.
 """
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ExoragError, ModelNotFound
+from exorag.errors import ExoragError, ModelNotFound
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -60,11 +60,11 @@ class Embedder:
     name: str
     dim: int
     max_tokens: int
-    model: Any  # a SentenceTransformer ("torch") or a rag.onnx_embed.OnnxEncoder
+    model: Any  # a SentenceTransformer ("torch") or a exorag.index.onnx_embed.OnnxEncoder
     backend: str = "torch"
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # HF fast tokenizers are not re-entrant
     # Counting has its own lock and tokenizer object (the ONNX encoder's `counter`; a copy of the torch model's
-    # tokenizer), so that chunking in one thread never waits for an encode running in another (rag.embed_thread).
+    # tokenizer), so that chunking in one thread never waits for an encode running in another (exorag.index.embed_thread).
     count_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _counter: Any = field(default=None, repr=False)
 
@@ -113,7 +113,7 @@ def load(name: str | None = None, backend: str | None = None) -> Embedder:
         if (canonical, backend) in _CACHE:
             return _CACHE[canonical, backend]
         if backend != "torch":
-            from . import onnx_embed
+            from exorag.index import onnx_embed
 
             try:
                 encoder = onnx_embed.load_encoder(onnx_embed.resolve_model_dir(_model_location(canonical)),

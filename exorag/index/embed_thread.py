@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from . import embed, store
-from .index import Index
+from exorag.index import embed, store
+from exorag.index.index import Index
 
 SCAN = 4096  # chunk ids read from the store per query
 

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from . import embed, store
-from .errors import IndexMismatch
-from .vectors import VECTORS_FILE, Vectors, open_vectors, read_meta
+from exorag.index import embed, store
+from exorag.errors import IndexMismatch
+from exorag.index.vectors import VECTORS_FILE, Vectors, open_vectors, read_meta
 
 DEFAULT_FOLDER = Path("index")
 
@@ -90,7 +90,7 @@ def sync_vectors(index: Index, batch_size: int = 64, progress: bool = True, save
     """Embed chunks that have no vector, drop vectors of deleted chunks; save atomically as it goes.
 
     Memory: the id lists are int64 arrays and chunks are read `batch_size * 4` at a time. `bar`: a tqdm bar to
-    carry on (rag.embed_thread's), whose total becomes what it has counted plus what is missing now.
+    carry on (exorag.index.embed_thread's), whose total becomes what it has counted plus what is missing now.
     """
     vectors = index.vectors
     have = np.unique(vectors.ids())

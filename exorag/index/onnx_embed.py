@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelNotFound
+from exorag.errors import ModelNotFound
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

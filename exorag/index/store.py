@@ -2,10 +2,10 @@
 
 A document and its chunks are written in one transaction, so an interrupted run leaves either the old or the new
 version of a document, never half of one. Chunk ids come from AUTOINCREMENT and are never reused; they are also
-the ids of the vectors in the FAISS file, which lets `rag.index` find vectors that are missing or stale after a
+the ids of the vectors in the FAISS file, which lets `exorag.index.index` find vectors that are missing or stale after a
 crash. The FTS5 table (Porter stemmer over unicode61 tokens; a store made before stemming has it rebuilt on first
-open) is kept in step with `chunks` by triggers. Each document's study tags (rag/tags.py) and the abbreviations it
-defines (rag/thesaurus.py) are written in the same transaction; an index built before them, or under older rules,
+open) is kept in step with `chunks` by triggers. Each document's study tags (exorag/build/tags.py) and the abbreviations it
+defines (exorag/build/thesaurus.py) are written in the same transaction; an index built before them, or under older rules,
 gets them computed on open (`migrate`). Deliberately left out: vectors (see vectors.py)
 and any ranking logic beyond FTS5's bm25 (see retrieve.py).
 """
@@ -19,9 +19,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import tags, thesaurus
-from .errors import ExoragError, NotFound
-from .types import Chunk, Document, Filters, Section
+from exorag.build import tags, thesaurus
+from exorag.errors import ExoragError, NotFound
+from exorag.types import Chunk, Document, Filters, Section
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (

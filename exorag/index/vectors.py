@@ -30,7 +30,7 @@ from typing import Any, Literal
 import faiss
 import numpy as np
 
-from .errors import ExoragError, IndexMismatch
+from exorag.errors import ExoragError, IndexMismatch
 
 VECTORS_FILE = "vectors.faiss"
 META_FILE = "index.json"

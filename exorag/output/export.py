@@ -13,8 +13,8 @@ import re
 import unicodedata
 from typing import Literal
 
-from .render import answer_markdown, grouped_references
-from .types import Answer, Document
+from exorag.output.render import answer_markdown, grouped_references
+from exorag.types import Answer, Document
 
 Format = Literal["bibtex", "ris", "csljson", "markdown"]
 FORMATS: tuple[str, ...] = ("bibtex", "ris", "csljson", "markdown")

@@ -17,11 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .types import Answer, Chunk, Citation, Document, Hit
+from exorag.types import Answer, Chunk, Citation, Document, Hit
 
 if TYPE_CHECKING:
-    from .cite import SentenceSupport
-    from .generate import Generated
+    from exorag.ask.cite import SentenceSupport
+    from exorag.ask.generate import Generated
 
 
 def hit_dict(hit: Hit) -> dict[str, Any]:

@@ -1,11 +1,11 @@
 """Evidence tables for review writing: one row per paper that answers a question, as CSV or Markdown.
 
-`evidence_table` asks the question the way rag/answer.py does (same retrieval, same judge, same abstention), but
+`evidence_table` asks the question the way exorag/ask/answer.py does (same retrieval, same judge, same abstention), but
 keeps one evidence sentence per paper and up to `k` papers, so a paper has a row only when the judge says its
 sentence answers the question, and every row's key finding is a Citation: the sentence quoted verbatim
 (`document.text[char_start:char_end]`) followed by its `[n]`. For a yes/no question a `stance` column says whether
 the paper's sentence supports or contradicts (or neither) the question's proposition; other questions have no such
-column. The other columns come from the paper's metadata and its study tags (rag/tags.py). An abstaining question
+column. The other columns come from the paper's metadata and its study tags (exorag/build/tags.py). An abstaining question
 gives no rows.
 Deliberately left out: effect sizes, sample sizes and risk-of-bias columns (no reliable extraction offline).
 """
@@ -16,11 +16,11 @@ import csv
 import io
 from dataclasses import dataclass
 
-from . import store
-from .answer import ask, paper_stance
-from .index import Index
-from .render import authors_short
-from .types import Answer, Citation, Filters
+from exorag.index import store
+from exorag.ask.answer import ask, paper_stance
+from exorag.index.index import Index
+from exorag.output.render import authors_short
+from exorag.types import Answer, Citation, Filters
 
 COLUMNS: tuple[str, ...] = ("n", "citation", "year", "design", "species", "source", "methods", "cargo",
                             "key_finding", "stance", "doc_id", "url")

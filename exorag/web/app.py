@@ -3,7 +3,7 @@
 `build_app(index, settings)` lays out the page: a filter panel (year range, source, publication type, study tags,
 number of passages) beside four tabs, *Chat* (history; each reply says "searching" at once, then quotes with `[n]` markers
 that bring up the cited sentence highlighted within its passage in the sources panel; the last answer's
-references as BibTeX / RIS / Markdown downloads, its evidence table (rag/table.py, one row per cited paper) as CSV /
+references as BibTeX / RIS / Markdown downloads, its evidence table (exorag/output/table.py, one row per cited paper) as CSV /
 Markdown, and the answer as Markdown to copy), *Check my draft* (`exorag cite`),
 *Add papers* (upload PDF, JSONL, TXT, MD, RIS, BibTeX into the index with a per-file result) and *Corpus* (counts by
 year and source, recent additions). The named endpoint `/ask` takes (question, k, year_from, year_to, sources,
@@ -15,7 +15,7 @@ system fonts and inline script only, so the page loads nothing from other hosts.
 upload cache (files sent by the browser, exports written by the app) and static files: `allowed_paths` is
 empty, so neither the index nor any other file can be read through it. Uploads are limited in type and size.
 Several requests are served at once (CONCURRENCY); the engine answers one question at a time under `index.lock`.
-With `serve --llm-url/--llm-model` (rag/generate.py) the chat and `/ask` answer through that model instead: its
+With `serve --llm-url/--llm-model` (exorag/ask/generate.py) the chat and `/ask` answer through that model instead: its
 reply streams into the chat as an unchecked draft, then is replaced by the checked answer (every sentence must be
 supported by the passage it cites; else the extractive answer with a note). The model's request runs outside
 `index.lock`, so other questions are answered meanwhile.
@@ -34,13 +34,13 @@ from typing import Any
 
 import gradio as gr
 
-from . import app_handlers as h
-from .app_html import SOURCES_PLACEHOLDER, answer_sources, corpus_html, draft_html, drafting_markdown, esc, \
+from exorag.web import handlers as h
+from exorag.web.page import SOURCES_PLACEHOLDER, answer_sources, corpus_html, draft_html, drafting_markdown, esc, \
     generated_markdown, reply_markdown, sources_panel, upload_html
-from .generate import LLMConfig
-from .index import Index
-from .render import answer_dict, generated_dict
-from .table import rows_for
+from exorag.ask.generate import LLMConfig
+from exorag.index.index import Index
+from exorag.output.render import answer_dict, generated_dict
+from exorag.output.table import rows_for
 
 CONCURRENCY = 4  # requests handled at once; the engine itself runs one question at a time under index.lock
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial",

@@ -1,12 +1,12 @@
 """What the browser chat's events do, as plain functions over an Index: ask, filter, export, upload, check a draft.
 
-Questions go through `rag.answer.ask` under `index.lock` (one shared SQLite connection and tokenizer), so the
+Questions go through `exorag.ask.answer.ask` under `index.lock` (one shared SQLite connection and tokenizer), so the
 engine answers one question at a time while the Gradio queue keeps the page responsive. Uploads are trusted only
 when they are files Gradio itself received (inside its upload folder); each is checked for type and size, copied
 into the index's `uploads/` folder and ingested on its own, so every file gets its own result line.
 Exports are written into a private temporary folder, from which Gradio serves them.
-Study-tag filters are "key=value" choices read from the index's tags (rag/tags.py) and checked like `--tag`.
-Deliberately left out: the page layout (app.py) and HTML (app_html.py).
+Study-tag filters are "key=value" choices read from the index's tags (exorag/build/tags.py) and checked like `--tag`.
+Deliberately left out: the page layout (app.py) and HTML (page.py).
 """
 
 from __future__ import annotations
@@ -24,15 +24,17 @@ from typing import Any
 
 from gradio.utils import get_upload_folder
 
-from . import store, table, tags
-from .answer import ask
-from .cite import cite_paragraph
-from .errors import EmptyQuery, ExoragError
-from .export import export
-from .generate import Generated, LLMConfig, generate
-from .index import Index, sync_vectors
-from .ingest import ingest_paths
-from .types import Answer, Filters
+from exorag.index import store
+from exorag.output import table
+from exorag.build import tags
+from exorag.ask.answer import ask
+from exorag.ask.cite import cite_paragraph
+from exorag.errors import EmptyQuery, ExoragError
+from exorag.output.export import export
+from exorag.ask.generate import Generated, LLMConfig, generate
+from exorag.index.index import Index, sync_vectors
+from exorag.build.ingest import ingest_paths
+from exorag.types import Answer, Filters
 
 DEFAULT_K = 8
 MAX_K = 30
@@ -166,7 +168,7 @@ def run_question(index: Index, question: str, k: float | int | None = DEFAULT_K,
 
 def run_generated(index: Index, question: str, llm: LLMConfig, k: float | int | None = DEFAULT_K,
                   filters: Filters | None = None, on_text: Callable[[str], None] | None = None) -> Generated | str:
-    """`rag.generate.generate` (a verified LLM answer, or the extractive one with a note), or a short message.
+    """`exorag.ask.generate.generate` (a verified LLM answer, or the extractive one with a note), or a short message.
 
     Unlike `run_question` the lock is not held throughout: generate takes it for its engine steps only, so other
     questions are answered while the model writes."""
@@ -180,7 +182,7 @@ EXPORTS_KEPT_S = 3600.0  # exports older than this are deleted when new ones are
 def write_exports(answer: Answer, folder: Path, rows: list[table.Row] | None = None) -> dict[str, Path]:
     """BibTeX, RIS and Markdown of one answer, in a fresh subfolder of `folder`: {"bibtex": path, ...}.
 
-    With `rows` (rag.table.rows_for(index, answer)), the evidence table too, as "table_csv" and "table_markdown".
+    With `rows` (exorag.output.table.rows_for(index, answer)), the evidence table too, as "table_csv" and "table_markdown".
 
     Subfolders older than EXPORTS_KEPT_S are removed first, so the folder does not grow all day.
     """

@@ -18,8 +18,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .render import authors_short, consensus_line, display_quote, grouped_references, reference_line, where
-from .types import Answer, Citation, Document, Filters, Hit
+from exorag.output.render import authors_short, consensus_line, display_quote, grouped_references, reference_line, where
+from exorag.types import Answer, Citation, Document, Filters, Hit
 
 SOURCES_PLACEHOLDER = "<p class='exorag-muted'><em>The sources of each answer appear here.</em></p>"
 CONTEXT_CHARS = 300  # characters of the document shown either side of a draft's supporting quote
@@ -165,7 +165,7 @@ _CHECKED_MARKERS = re.compile(r"((?:\\\[\d+\\\])+)$")  # the escaped "[1][2]" ve
 
 
 def generated_markdown(result: Any, turn: int, filters: Filters, model: str) -> str:
-    """A `rag.generate.Generated` as the chat reply: the model's checked sentences with in-page `[n]` links and the
+    """A `exorag.ask.generate.Generated` as the chat reply: the model's checked sentences with in-page `[n]` links and the
     references (or, when it fell back, the extractive reply with the note), then what was dropped."""
     if result.mode != "llm":
         note = f"*{md_escape(result.note)}*\n\n" if result.note else ""

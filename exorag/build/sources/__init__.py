@@ -3,7 +3,7 @@
 Every reader is `read(path) -> Iterator[Document | ParseError]`: it yields a ParseError *value* for a problem
 that spoils one record (a bad JSONL line) and goes on; it *raises* ParseError when the whole file is unreadable
 (a corrupt or encrypted PDF, a file that is not UTF-8). Readers never touch the store, so any of them can run in
-a child process (rag.reader_process). `estimate_records` counts a file's records cheaply (for progress bars).
+a child process (exorag.build.reader_process). `estimate_records` counts a file's records cheaply (for progress bars).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import importlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import ParseError, UnsupportedFile
-from ..types import Document
-# extension -> reader module under rag.sources (imported on first use, so pypdf loads only when a PDF is read);
+from exorag.errors import ParseError, UnsupportedFile
+from exorag.types import Document
+# extension -> reader module under exorag.build.sources (imported on first use, so pypdf loads only when a PDF is read);
 # a name with a dot is a full module name (a reader outside this package, e.g. a test's)
 READERS = {
     ".jsonl": "jsonl",

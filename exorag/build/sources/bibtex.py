@@ -27,10 +27,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import ParseError
-from ..types import Document
-from .jsonl import record_to_document
-from .ris import clean_doi, initials_name, text_file
+from exorag.errors import ParseError
+from exorag.types import Document
+from exorag.build.sources.jsonl import record_to_document
+from exorag.build.sources.ris import clean_doi, initials_name, text_file
 
 MONTHS = {m: m.capitalize() for m in "jan feb mar apr may jun jul aug sep oct nov dec".split()}
 _ACCENTS = {'"': "\u0308", "'": "\u0301", "`": "\u0300", "^": "\u0302", "~": "\u0303", "=": "\u0304", ".": "\u0307",

@@ -3,7 +3,7 @@
 One JSON object per line. Text is the abstract (or BEIR `text`) followed by any full-text `sections`
 ({heading, text}); each becomes a Section span of Document.text. A bad line (not JSON, not an object,
 no text, not UTF-8) yields a ParseError naming the line, and reading goes on. Literal inline HTML tags
-that PubMed leaves in titles, abstracts and section texts go through `rag.fetch.markup.tags_to_text`
+that PubMed leaves in titles, abstracts and section texts go through `exorag.fetch.markup.tags_to_text`
 (<sup>3</sup> -> "³", <sub>2</sub> -> "₂", <i>/<b>/<u> -> their text); elsewhere (journal, headings) they are
 removed. Every reader's records go through `record_to_document`, which refuses (ParseError naming the line, the
 record skipped) a title, abstract, author list, journal or id longer than FIELD_LIMITS (never truncated silently),
@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import ParseError
-from ..fetch.markup import tags_to_text
-from ..types import Document, Section
+from exorag.errors import ParseError
+from exorag.fetch.markup import tags_to_text
+from exorag.types import Document, Section
 
 _INLINE_TAGS = re.compile(r"</?(?:sub|sup|i|b|em|strong|u|br)\s*/?>", re.IGNORECASE)
 _SPACES = re.compile(r"[ \t\r\f\v]+")

@@ -1,7 +1,7 @@
 """Read one PDF paper into one Document, with pypdf, page by page.
 
 What it does:
-- extracts each page's text layer (after rag.sources.pdf_spacing folds justification by character spacing into
+- extracts each page's text layer (after exorag.build.sources.pdf_spacing folds justification by character spacing into
   TJ offsets, so lines like "reactionsto,youknewwhat" keep their word spaces) and cleans it: drops control characters and running headers/footers (lines that
   repeat, modulo digits, in the first or last lines of many pages: journal names, licence footers, "Page 3 of 10",
   bare page numbers), re-joins words hyphenated across line breaks ("extra-\\ncellular" -> "extracellular", keeping
@@ -41,9 +41,9 @@ from pathlib import Path
 
 from pypdf import PageObject, PdfReader
 
-from ..errors import ParseError
-from ..types import Document, Section
-from .pdf_spacing import normalise_spacing
+from exorag.errors import ParseError
+from exorag.types import Document, Section
+from exorag.build.sources.pdf_spacing import normalise_spacing
 
 # pypdf logs a warning for every odd object it recovers from; the ParseError we raise carries what matters.
 logging.getLogger("pypdf").setLevel(logging.ERROR)

@@ -5,7 +5,7 @@ abstracts). Tags read: TI/T1 title, AU/A1 authors ("Last, First M." -> "Last FM"
 journal, AB/N2 abstract, DO doi, AN accession number (a PMID when it is one), C2 PMCID, KW keywords (kept in the
 record, not indexed). A byte-order mark is tolerated; a file that is not UTF-8 is refused whole. A record without
 an abstract yields a ParseError naming it ("no abstract"), and reading goes on; so does one with a field over
-rag.sources.jsonl.FIELD_LIMITS (e.g. a multi-MB abstract). Deliberately left out: the other
+exorag.build.sources.jsonl.FIELD_LIMITS (e.g. a multi-MB abstract). Deliberately left out: the other
 RIS tags (pages, volume, URLs, notes), and merging a record that appears twice.
 """
 
@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import ParseError
-from ..types import Document
-from .jsonl import record_to_document
+from exorag.errors import ParseError
+from exorag.types import Document
+from exorag.build.sources.jsonl import record_to_document
 
 _TAG = re.compile(r"^([A-Z][A-Z0-9])  ?-(?: (.*))?$")
 _DOI_PREFIX = re.compile(r"^(?:https?://(?:dx\.)?doi\.org/|doi:\s*)", re.IGNORECASE)

@@ -11,8 +11,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import ParseError
-from ..types import Document, Section
+from exorag.errors import ParseError
+from exorag.types import Document, Section
 
 # Linear on purpose: the former `\s+(.+?)\s*#*\s*$` backtracked cubically on a heading followed by a long run of
 # spaces and another word (found by tests/test_fuzz.py). The closing #s are stripped in _name.
