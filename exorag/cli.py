@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from exorag.errors import ExoragError
+from exorag.settings import AskSettings, BuildSettings, ServeSettings, Settings, configure, current
 
 if TYPE_CHECKING:
     from exorag.fetch import FetchReport
@@ -38,10 +39,33 @@ def _human(size: int) -> str:
     return f"{size} B"
 
 
-def _open(args: argparse.Namespace):
-    from exorag.index.index import open_index
+READ_COMMANDS = {"search", "ask", "cite", "table", "show", "stats", "check"}
 
-    return open_index(Path(args.index) if args.index else None, args.model)
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """Defaults < environment < this command's flags (a flag left out is None and changes nothing)."""
+    s = Settings.from_env()
+    s = s.replace("index", folder=Path(args.index) if getattr(args, "index", None) else None,
+                  model=getattr(args, "model", None))
+    s = s.replace("build", file_timeout_s=getattr(args, "file_timeout", None),
+                  overlap=True if getattr(args, "overlap", False) else None)
+    s = s.replace("serve", host=getattr(args, "host", None), port=getattr(args, "port", None),
+                  max_upload_mb=getattr(args, "max_upload_mb", None))
+    return s.replace("llm", url=getattr(args, "llm_url", None), model=getattr(args, "llm_model", None),
+                     key=getattr(args, "llm_key", None), timeout_s=getattr(args, "llm_timeout", None))
+
+
+def _open(args: argparse.Namespace):
+    from exorag.errors import NotFound
+    from exorag.index.index import open_index
+    from exorag.index.store import STORE_FILE
+
+    folder = current().index.folder
+    if args.command in READ_COMMANDS and not (folder / STORE_FILE).exists():
+        raise NotFound(f"no index in {folder.resolve()} (no {STORE_FILE}); build one with "
+                       f"`exorag demo --index {folder}` or `exorag ingest PATH... --index {folder}`, "
+                       "or point --index (or $EXORAG_INDEX) at an existing index folder")
+    return open_index(folder, current().index.model)
 
 
 def _open_checked(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -71,8 +95,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         index, [Path(p) for p in args.paths], progress=not args.quiet,
         on_problem=lambda p: tqdm.write(f"{'skipped' if p.reason.startswith('unsupported') else 'failed'}: {p}",
                                         file=sys.stderr),
-        file_timeout=getattr(args, "file_timeout", None) or None,
-        overlap=True if getattr(args, "overlap", False) else None,
+        file_timeout=current().build.file_timeout_s or None,
+        overlap=current().build.overlap,
     )
     print(
         f"ingested {report.ingested} documents from {report.files} files "
@@ -86,8 +110,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def _demo_corpus(explicit: str | None) -> Path | None:
     if explicit:
         return Path(explicit)
-    if os.environ.get("EXORAG_DEMO_DATA"):
-        return Path(os.environ["EXORAG_DEMO_DATA"])
+    if current().build.demo_data:
+        return current().build.demo_data
     here = Path(__file__).resolve().parent.parent
     for base in (Path.cwd(), Path.cwd().parent, here, here.parent):
         candidate = base / DEMO_RELATIVE
@@ -106,7 +130,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"building the demo index in {args.index or os.environ.get('EXORAG_INDEX') or 'index'} from {corpus}")
+    print(f"building the demo index in {current().index.folder} from {corpus}")
     args.paths = [str(corpus)]
     return cmd_ingest(args)
 
@@ -164,8 +188,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from exorag.ask.generate import config_from, generate
     from exorag.output.render import answer_dict, answer_text, generated_dict, generated_text
 
-    llm = config_from(args.llm_url, args.llm_model, args.llm_key, args.llm_timeout, stream=not args.llm_no_stream,
-                      unsupported=args.llm_unsupported)
+    llm = config_from(stream=not args.llm_no_stream, unsupported=args.llm_unsupported)
     if llm is not None:  # only then does anything leave the machine
         result = generate(_open_checked(args), args.question, llm, k=args.k, filters=_filters(args),
                           expand=args.expand)
@@ -299,7 +322,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from exorag.build.sync import sync_folder
 
     report = sync_folder(_open(args), Path(args.folder), progress=not args.quiet, on_problem=_tell_problem,
-                         file_timeout=args.file_timeout or None)
+                         file_timeout=current().build.file_timeout_s or None)
     s = report.summary
     if args.json:
         _print_json({**s, "removed_ids": report.removed, "vectors_added": report.vectors_added,
@@ -431,22 +454,18 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    raw = args.max_upload_mb if args.max_upload_mb is not None else os.environ.get("EXORAG_MAX_UPLOAD_MB") or "50"
-    try:
-        max_upload_mb = float(raw)
-    except ValueError:
-        max_upload_mb = -1.0
+    max_upload_mb = current().serve.max_upload_mb
     if not 0 < max_upload_mb < 1e6:
-        print(f"error: the upload limit must be a positive number of MB, not {raw!r} "
+        print(f"error: the upload limit must be a positive number of MB, not {max_upload_mb:g} "
               "(--max-upload-mb or $EXORAG_MAX_UPLOAD_MB)", file=sys.stderr)
         return 2
     from exorag.ask.generate import config_from
 
-    llm = config_from(args.llm_url, args.llm_model, args.llm_key, args.llm_timeout, stream=not args.llm_no_stream,
+    llm = config_from(stream=not args.llm_no_stream,
                       unsupported=args.llm_unsupported)  # None without a URL: then nothing leaves the machine
     from exorag.web.app import serve
 
-    serve(_open(args), host=args.host, port=args.port, max_upload_mb=max_upload_mb, llm=llm)
+    serve(_open(args), host=current().serve.host, port=current().serve.port, max_upload_mb=max_upload_mb, llm=llm)
     return 0
 
 
@@ -474,8 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", parents=[common], help="add JSONL, PDF, .txt/.md files or folders to the index")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--file-timeout", type=float, default=120.0, metavar="S",
-                   help="abandon a file whose reader takes longer than S seconds (default 120; 0: no limit)")
+    p.add_argument("--file-timeout", type=float, metavar="S",
+                   help=f"abandon a file whose reading, tagging and chunking take longer than S seconds "
+                        f"(default {BuildSettings.file_timeout_s:g}; 0: no limit)")
     p.add_argument("--overlap", action="store_true",
                    help="embed in a thread while parsing goes on (also EXORAG_OVERLAP=1; no faster on 2 cores)")
     p.set_defaults(func=cmd_ingest)
@@ -484,8 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", metavar="FOLDER")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--file-timeout", type=float, default=120.0, metavar="S",
-                   help="abandon a file whose reader takes longer than S seconds (default 120; 0: no limit)")
+    p.add_argument("--file-timeout", type=float, metavar="S",
+                   help=f"abandon a file whose reading, tagging and chunking take longer than S seconds "
+                        f"(default {BuildSettings.file_timeout_s:g}; 0: no limit)")
     p.set_defaults(func=cmd_sync)
 
     p = sub.add_parser("remove", parents=[common], help="remove documents (and their chunks and vectors) by id")
@@ -499,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", parents=[common], help="ranked passages for a query")
     p.add_argument("query")
-    p.add_argument("-k", type=int, default=10, help="number of passages (default 10)")
+    p.add_argument("-k", type=int, help=f"number of passages (default {AskSettings.search_k})")
     p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid")
     p.add_argument("--fusion", choices=["rrf", "convex"], default="convex", help="how hybrid mode fuses (default convex: better on SciFact train)")
     p.add_argument("--json", action="store_true")
@@ -509,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ask", parents=[common], help="an answer quoted from the literature, with citations")
     p.add_argument("question")
-    p.add_argument("-k", type=int, default=8, help="passages to draw evidence from (default 8)")
+    p.add_argument("-k", type=int, help=f"passages to draw evidence from (default {AskSettings.k}, at most {AskSettings.max_k})")
     p.add_argument("--json", action="store_true")
     p.add_argument("--format", choices=["bibtex", "ris", "csljson", "markdown"],
                    help="print the cited works in this format (markdown: the answer with its references)")
@@ -520,14 +541,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cite", parents=[common], help="suggest citations from the index for each sentence of a text")
     p.add_argument("file", metavar="FILE", help="a text file, or - to read standard input")
-    p.add_argument("-k", type=int, default=8, help="passages searched per sentence (default 8)")
+    p.add_argument("-k", type=int, help=f"passages searched per sentence (default {AskSettings.k}, at most {AskSettings.max_k})")
     p.add_argument("--json", action="store_true")
     _add_filter_flags(p)
     p.set_defaults(func=cmd_cite)
 
     p = sub.add_parser("table", parents=[common], help="an evidence table (one row per paper) for a question")
     p.add_argument("question")
-    p.add_argument("-k", type=int, default=12, help="passages to draw evidence from (default 12)")
+    p.add_argument("-k", type=int, help=f"passages to draw evidence from (default {AskSettings.table_k}, at most {AskSettings.max_k})")
     p.add_argument("--format", choices=["csv", "markdown"], default="markdown")
     p.add_argument("--out", metavar="FILE", help="write the table to FILE instead of standard output")
     _add_filter_flags(p)
@@ -591,9 +612,9 @@ def build_parser() -> argparse.ArgumentParser:
         fetch_sub.choices[name].set_defaults(func=cmd_fetch)
 
     p = sub.add_parser("serve", parents=[common], help="the browser chat")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--max-upload-mb", metavar="MB",
+    p.add_argument("--host", help=f"address to bind (default {ServeSettings.host}: this machine only)")
+    p.add_argument("--port", type=int, help=f"port to listen on (default {ServeSettings.port})")
+    p.add_argument("--max-upload-mb", type=float, metavar="MB",
                    help="largest file the page accepts for upload (default 50, or $EXORAG_MAX_UPLOAD_MB)")
     _add_llm_flags(p)
     p.set_defaults(func=cmd_serve)
@@ -615,6 +636,12 @@ def main(argv: list[str] | None = None) -> int:
         print("error: -k must be at least 1", file=sys.stderr)
         return 2
     try:
+        configure(_settings(args))
+        if getattr(args, "k", None) is None and hasattr(args, "k"):
+            args.k = current().ask.search_k if args.command == "search" else \
+                current().ask.table_k if args.command == "table" else current().ask.k
+        if args.command in ("ask", "cite", "table") and args.k > current().ask.max_k:
+            args.k = current().ask.max_k  # as the page does: a huge k only makes the answer slow
         return args.func(args)
     except ExoragError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -622,6 +649,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: what was written is complete; run the same command again to resume", file=sys.stderr)
         return 130
+    finally:
+        configure(None)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,6 +30,7 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need the playwright package "
                                                              "(pip install playwright; no `playwright install`)")
 
+from exorag.settings import LLMSettings, Settings  # noqa: E402
 from exorag.web import app  # noqa: E402
 from exorag.index.index import Index, open_index  # noqa: E402
 
@@ -213,7 +214,7 @@ def test_generative_chat_streams_a_draft_then_the_checked_answer(built_index: Pa
     fake = FakeLLM()
     fake.behaviour = "trickle"
     index = open_index(built_index)
-    llm = config_from(fake.url, "fake-model", timeout=10.0, env={})
+    llm = config_from(fake.url, "fake-model", timeout=10.0, settings=LLMSettings())
     demo = app.build_app(index, handlers.AppSettings.for_index(index, llm=llm))
     url = app.launch(demo, host="127.0.0.1", port=free_port(), block=False)
     expect = sync_api.expect

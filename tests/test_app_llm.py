@@ -12,6 +12,7 @@ import pytest
 
 gradio_client = pytest.importorskip("gradio_client")
 
+from exorag.settings import LLMSettings, Settings  # noqa: E402
 from exorag.web import app
 from exorag.web import handlers  # noqa: E402
 from exorag.web.page import answer_sources, cite_anchor, drafting_markdown, generated_markdown  # noqa: E402
@@ -28,7 +29,7 @@ from .test_generate import server as fake  # noqa: E402,F401  (the module-scoped
 def llm(fake: FakeLLM):  # type: ignore[no-untyped-def]
     fake.behaviour, fake.reply = "stream", good_answer
     fake.requests.clear()
-    return config_from(fake.url, "fake-model", timeout=5.0, env={})
+    return config_from(fake.url, "fake-model", timeout=5.0, settings=LLMSettings())
 
 
 def test_streamed_draft_then_checked_answer(index: Index, llm) -> None:  # type: ignore[no-untyped-def]

@@ -144,6 +144,9 @@ def test_a_query_that_is_not_utf8_is_a_clear_error_not_a_traceback(tmp_path: Pat
     import subprocess
     import sys
 
+    from exorag.index.index import open_index
+
+    open_index(tmp_path / "idx").close()  # an (empty) index: the query is checked, not the folder
     argv = [sys.executable, "-m", "exorag.cli", command, b"exosomes \xff\xfe PD-L1", "--index", str(tmp_path / "idx")]
     done = subprocess.run(argv, capture_output=True, timeout=120, env={**os.environ, "LC_ALL": "C.UTF-8"})
     err = done.stderr.decode("utf-8", "replace")
@@ -180,3 +183,31 @@ def test_two_hundred_answers_quote_verbatim_and_cite_only_retrieved(index) -> No
             assert f"{c.quote} [{c.n}]" in answer.text
         answered += not answer.abstained
     assert answered >= 150  # titles of indexed papers must be answerable
+
+
+def test_settings_precedence_defaults_environment_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defaults < $EXORAG_* < flags, through the one Settings object the CLI installs."""
+    from exorag import cli
+    from exorag.settings import Settings, SettingsError, current
+
+    assert Settings.from_env({}).index.folder == Path("index") and Settings.from_env({}).ask.k == 8
+    env = Settings.from_env({"EXORAG_INDEX": "/e", "EXORAG_NPROBE": "7", "EXORAG_MAX_UPLOAD_MB": "3"})
+    assert env.index.folder == Path("/e") and env.index.nprobe == 7 and env.serve.max_upload_mb == 3.0
+    with pytest.raises(SettingsError, match="EXORAG_NPROBE='x'"):
+        Settings.from_env({"EXORAG_NPROBE": "x"})
+    monkeypatch.setenv("EXORAG_INDEX", str(tmp_path / "from-env"))
+    seen = {}
+    monkeypatch.setattr(cli, "cmd_stats", lambda args: seen.update(folder=current().index.folder) or 0)
+    assert cli.main(["stats"]) == 0 and seen["folder"] == tmp_path / "from-env"
+    assert cli.main(["stats", "--index", str(tmp_path / "flag")]) == 0 and seen["folder"] == tmp_path / "flag"
+    assert current().index.folder == tmp_path / "from-env"  # main() uninstalls its settings when it returns
+
+
+def test_read_command_without_an_index_is_an_error_and_creates_nothing(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "nothing-here"
+    for argv in (["ask", "exosomes PD-L1"], ["search", "PD-L1"], ["stats"], ["show", "x"], ["check"]):
+        assert main([*argv, "--index", str(folder)]) == 1
+        err = capsys.readouterr().err
+        assert f"no index in {folder}" in err and "exorag ingest" in err and "exorag demo" in err, err
+    assert not folder.exists()

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from exorag.settings import LLMSettings, Settings  # noqa: E402
 from exorag.index import store
 from exorag.build.chunk import split_sentences
 from exorag.cli import main
@@ -278,14 +279,15 @@ def test_url_without_model_is_an_error(llm: FakeLLM, built_index: Path, capsys: 
 
 
 def test_config_from_environment_mapping() -> None:
-    assert config_from(env={}) is None
-    config = config_from(env={"EXORAG_LLM_URL": "http://h:1/v1/", "EXORAG_LLM_MODEL": "m", "OPENAI_API_KEY": "o"})
+    assert config_from(settings=LLMSettings()) is None
+    config = config_from(settings=Settings.from_env({"EXORAG_LLM_URL": "http://h:1/v1/", "EXORAG_LLM_MODEL": "m", "OPENAI_API_KEY": "o"}).llm)
     assert config is not None and config.url == "http://h:1/v1/chat/completions" and config.key == "o"
     config = config_from(url="http://h/v1/chat/completions", model="m", key="x", timeout=3,
-                         env={"EXORAG_LLM_KEY": "e"})
+                         settings=Settings.from_env({"EXORAG_LLM_KEY": "e"}).llm)
     assert config is not None and config.url == "http://h/v1/chat/completions" and config.key == "x"
+    assert config_from(url="http://h", model="m", settings=Settings.from_env({"EXORAG_LLM_KEY": "e"}).llm).key == "e"
     with pytest.raises(LLMError):
-        config_from(url="http://h", model="m", timeout=0, env={})
+        config_from(url="http://h", model="m", timeout=0, settings=LLMSettings())
 
 
 def test_parse_sentences_reads_marker_styles() -> None:

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import socket
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -37,10 +36,11 @@ from exorag.ask.cite import Evidence, judge_claim
 from exorag.errors import LLMError
 from exorag.index.index import Index
 from exorag.ask.retrieve import normalize_query, search
+from exorag.settings import LLMSettings, current
 from exorag.types import Answer, Citation, Filters, Hit
 
 Unsupported = Literal["drop", "mark"]
-DEFAULT_TIMEOUT_S = 120.0  # longest wait for the reply to start, or for its next piece while it streams
+DEFAULT_TIMEOUT_S = LLMSettings.timeout_s  # longest wait for the reply to start, or for its next piece while it streams
 MAX_RESPONSE_BYTES = 2_000_000
 MAX_RANGE = 20  # "[1-3]" expands; a wider range is taken as nonsense
 UNSUPPORTED_MARK = "[unsupported]"
@@ -116,20 +116,22 @@ def endpoint(base: str) -> str:
 
 def config_from(
     url: str | None = None, model: str | None = None, key: str | None = None, timeout: float | None = None,
-    stream: bool = True, unsupported: Unsupported = "drop", env: Mapping[str, str] = os.environ,
+    stream: bool = True, unsupported: Unsupported = "drop", settings: LLMSettings | None = None,
 ) -> LLMConfig | None:
-    """LLM settings from explicit values, else $EXORAG_LLM_URL/_MODEL/_KEY ($OPENAI_API_KEY); None without a URL."""
-    url = url or env.get("EXORAG_LLM_URL") or ""
+    """LLM settings from explicit values, else Settings.llm ($EXORAG_LLM_URL/_MODEL/_KEY, $OPENAI_API_KEY); None
+    without a URL."""
+    settings = settings or current().llm
+    url = url or settings.url
     if not url.strip():
         return None
-    model = model or env.get("EXORAG_LLM_MODEL") or ""
+    model = model or settings.model
     if not model.strip():
         raise LLMError("an LLM URL is set but no model: give --llm-model NAME (or set EXORAG_LLM_MODEL)")
-    if timeout is not None and timeout <= 0:
+    if (timeout if timeout is not None else settings.timeout_s) <= 0:
         raise LLMError("the LLM timeout must be a positive number of seconds")
-    key = key or env.get("EXORAG_LLM_KEY") or env.get("OPENAI_API_KEY") or ""
+    key = key or settings.key
     return LLMConfig(url=endpoint(url), model=model.strip(), key=key.strip(),
-                     timeout=DEFAULT_TIMEOUT_S if timeout is None else float(timeout), stream=stream,
+                     timeout=settings.timeout_s if timeout is None else float(timeout), stream=stream,
                      unsupported=unsupported)
 
 

@@ -26,7 +26,6 @@ whose files disappeared (see sync.py), and a time limit on chunking.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -41,13 +40,14 @@ from exorag.index import store
 from exorag.build.chunk import chunk_document
 from exorag.index.embed_thread import EmbedThread
 from exorag.errors import FileTimeout, ParseError, UnsupportedFile
+from exorag.settings import BuildSettings, current
 from exorag.index.index import Index, sync_vectors
 from exorag.build.reader_process import ReaderProcess
 from exorag.build.sources import estimate_records, expand_paths, read_path, reader_module
 from exorag.types import Document
 
 CHUNK_TOKENS = 200  # leaves room in MiniLM's 256-wordpiece window for the title prefixed to each passage
-FILE_TIMEOUT_S = 120.0
+FILE_TIMEOUT_S = BuildSettings.file_timeout_s
 ISOLATED = {".pdf"}  # kinds whose reader runs in a child process (exorag.build.reader_process): a hard limit, crashes contained
 
 
@@ -163,7 +163,7 @@ def ingest_paths(
     files = list(expand_paths([Path(p) for p in paths], exclude=index.folder))
     expected = sum(estimate_records(path) for path in files)
     if overlap is None:
-        overlap = os.environ.get("EXORAG_OVERLAP", "0") == "1"
+        overlap = current().build.overlap
     behind = EmbedThread(index, progress=progress).start() if embed and overlap else None  # may raise IndexMismatch
     bar = tqdm(total=expected or None, unit="doc", desc="ingesting", disable=not progress)
     readers = ReaderProcess()

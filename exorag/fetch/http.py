@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import email.utils
 import http.client
-import os
 import socket
 import threading
 import time
@@ -26,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from exorag.errors import FetchError, ServiceUnreachable
+from exorag.settings import current
 
 USER_AGENT = "exorag/0.1 (offline RAG over the exosome literature; https://github.com/exorag)"
 TIMEOUT_S = 30.0
@@ -171,11 +171,11 @@ def _snippet(exc: urllib.error.HTTPError) -> str:
 
 def eutils(api_key: str | None = None) -> Client:
     """A client for NCBI E-utilities ($EXORAG_EUTILS_URL): 3 requests/s, 10 with an API key."""
-    base = os.environ.get("EXORAG_EUTILS_URL") or "https://eutils.ncbi.nlm.nih.gov/entrez/eutils"
+    base = current().fetch.eutils_url
     return Client("NCBI E-utilities", base, min_interval=0.101 if api_key else 0.34)
 
 
 def europepmc() -> Client:
     """A client for the Europe PMC REST API ($EXORAG_EUROPEPMC_URL), at most 5 requests/s."""
-    base = os.environ.get("EXORAG_EUROPEPMC_URL") or "https://www.ebi.ac.uk/europepmc/webservices/rest"
+    base = current().fetch.europepmc_url
     return Client("Europe PMC", base, min_interval=0.2)

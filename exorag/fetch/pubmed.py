@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from exorag.errors import FetchError, ServiceUnreachable
+from exorag.settings import current
 from exorag.fetch import FetchReport, Progress, say, summarise, xmlsafe
 from exorag.fetch.files import DEFAULT_OUT, RawCache, cached, merge_records, read_state, stem, write_state
 from exorag.fetch.http import Client, eutils
@@ -41,11 +41,11 @@ class HistoryExpired(FetchError):
 
 def api_key(explicit: str | None = None) -> str | None:
     """--api-key, else $NCBI_API_KEY, else None."""
-    return explicit or os.environ.get("NCBI_API_KEY") or None
+    return explicit or current().fetch.ncbi_api_key or None
 
 
 def _common(key: str | None) -> dict[str, object]:
-    return {"tool": "exorag", "email": os.environ.get("NCBI_EMAIL"), "api_key": key}
+    return {"tool": "exorag", "email": current().fetch.ncbi_email, "api_key": key}
 
 
 def esearch(client: Client, query: str, since: int | None = None, key: str | None = None) -> dict[str, Any]:

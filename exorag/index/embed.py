@@ -13,7 +13,6 @@ Deliberately left out: GPU selection.
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +22,9 @@ import numpy as np
 
 from exorag.errors import ExoragError, ModelNotFound
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+from exorag.settings import current, offline_environment
+
+offline_environment()  # before sentence-transformers / transformers are imported
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 BACKENDS = ("torch", "onnx", "onnx-int8")
@@ -106,7 +104,7 @@ def default_backend(canonical: str) -> str:
 def load(name: str | None = None, backend: str | None = None) -> Embedder:
     """Load (once per process and backend) the model `name`; raise ModelNotFound when it is not local."""
     canonical = canonical_name(name)
-    backend = backend or os.environ.get("EXORAG_BACKEND") or default_backend(canonical)
+    backend = backend or current().index.backend or default_backend(canonical)
     if backend not in BACKENDS:
         raise ExoragError(f"unknown embedding backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     with _LOCK:

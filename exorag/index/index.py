@@ -15,7 +15,6 @@ drift that appears while an index is open).
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
@@ -29,13 +28,14 @@ from tqdm import tqdm
 
 from exorag.index import embed, store
 from exorag.errors import IndexMismatch
+from exorag.settings import current
 from exorag.index.vectors import VECTORS_FILE, Vectors, open_vectors, read_meta
 
 DEFAULT_FOLDER = Path("index")
 
 
 def default_folder() -> Path:
-    return Path(os.environ.get("EXORAG_INDEX") or DEFAULT_FOLDER)
+    return current().index.folder
 
 
 @dataclass
@@ -71,7 +71,7 @@ def open_index(folder: Path | None = None, model: str | None = None) -> Index:
     folder = Path(folder) if folder is not None else default_folder()
     meta = read_meta(folder)
     recorded = meta.get("model") if meta else None
-    wanted = embed.canonical_name(model or os.environ.get("EXORAG_MODEL") or recorded)
+    wanted = embed.canonical_name(model or current().index.model or recorded)
     if recorded and wanted != recorded:
         raise IndexMismatch(
             f"the index in {folder} was built with model {recorded!r}, not {wanted!r}; "

@@ -47,9 +47,9 @@ import numpy as np
 
 from exorag.errors import ModelNotFound
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from exorag.settings import current, offline_environment
+
+offline_environment()  # before tokenizers / transformers are imported
 
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 FP32_FILE = "model.onnx"
@@ -157,8 +157,7 @@ def max_seq_length(model_dir: Path) -> int:
 
 def cache_root() -> Path:
     """`$EXORAG_CACHE/onnx`, default `~/.cache/exorag/onnx`."""
-    base = os.environ.get("EXORAG_CACHE") or Path.home() / ".cache" / "exorag"
-    return Path(base).expanduser() / "onnx"
+    return Path(current().index.cache).expanduser() / "onnx"
 
 
 def model_slug(name: str) -> str:
@@ -415,8 +414,7 @@ def physical_cores() -> int:
 
 def default_threads() -> int:
     """`$EXORAG_ONNX_THREADS`, else the number of physical cores."""
-    value = os.environ.get("EXORAG_ONNX_THREADS", "")
-    return int(value) if value.isdigit() and int(value) > 0 else physical_cores()
+    return current().index.onnx_threads or physical_cores()
 
 
 def make_session(path: Path, threads: int | None = None) -> Any:

@@ -31,6 +31,7 @@ import faiss
 import numpy as np
 
 from exorag.errors import ExoragError, IndexMismatch
+from exorag.settings import current
 
 VECTORS_FILE = "vectors.faiss"
 META_FILE = "index.json"
@@ -45,23 +46,15 @@ MIN_PER_LIST = 39  # FAISS k-means wants >= 39 training points per centroid
 
 def default_nprobe(nlist: int) -> int:
     """Lists to search: `$EXORAG_NPROBE`, else PROBE_FRACTION of them (at least MIN_NPROBE, at most all)."""
-    value = os.environ.get("EXORAG_NPROBE")
+    value = current().index.nprobe
     if value:
-        try:
-            return max(1, min(nlist, int(value)))
-        except ValueError as exc:
-            raise ExoragError(f"EXORAG_NPROBE={value!r}: expected a whole number of lists") from exc
+        return max(1, min(nlist, value))
     return min(nlist, max(MIN_NPROBE, math.ceil(PROBE_FRACTION * nlist)))
 
 
 def default_threshold() -> int:
-    value = os.environ.get("EXORAG_APPROX_THRESHOLD")
-    if not value:
-        return APPROX_THRESHOLD
-    try:
-        return max(1, int(value))
-    except ValueError as exc:
-        raise ExoragError(f"EXORAG_APPROX_THRESHOLD={value!r}: expected a whole number of vectors") from exc
+    """`Settings.index.approx_threshold` ($EXORAG_APPROX_THRESHOLD, default APPROX_THRESHOLD)."""
+    return current().index.approx_threshold
 
 
 def kind_of(index: Any) -> Kind:

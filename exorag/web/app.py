@@ -24,10 +24,11 @@ Deliberately left out: authentication and multi-turn context (each question is a
 
 from __future__ import annotations
 
-import os
 import threading
 
-os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: no telemetry, no version check
+from exorag.settings import offline_environment
+
+offline_environment()  # before gradio is imported: no telemetry, no version check
 
 from collections.abc import Iterator
 from typing import Any

@@ -34,13 +34,14 @@ from exorag.output.export import export
 from exorag.ask.generate import Generated, LLMConfig, generate
 from exorag.index.index import Index, sync_vectors
 from exorag.build.ingest import ingest_paths
+from exorag.settings import AskSettings, ServeSettings
 from exorag.types import Answer, Filters
 
-DEFAULT_K = 8
-MAX_K = 30
+DEFAULT_K = AskSettings.k
+MAX_K = AskSettings.max_k
 MAX_TURNS = 30  # answers whose sources the panel keeps per conversation
 UPLOAD_TYPES = (".pdf", ".jsonl", ".txt", ".md", ".ris", ".bib")
-DEFAULT_MAX_UPLOAD_MB = 50.0
+DEFAULT_MAX_UPLOAD_MB = ServeSettings.max_upload_mb
 EXAMPLE = "Which markers are used to characterise exosomes?"
 EMPTY_QUESTION = f"Please type a question about exosomes or extracellular vesicles, for example: *{EXAMPLE}*"
 SEARCHING = "*Searching the index…*"
