@@ -50,7 +50,7 @@ def child(mode: str, inputs: list[Path], folder: Path) -> dict:
         report = ingest_paths(index, inputs, progress=False, overlap=True)
         ended = time.perf_counter()
         times = {"vectors": report.vectors_added, "while_parsing": report.vectors_while_parsing}
-    counts = store.counts(index.conn)
+    counts = index.counts()
     return {"total_s": ended - started, "cpu_s": time.process_time() - cpu, "documents": counts["documents"],
             "chunks": counts["chunks"], "failed": len(report.failed), **times}
 

@@ -154,7 +154,7 @@ def child(args: argparse.Namespace) -> dict:
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     done.set()
     sampler.join()
-    counts = store.counts(index.conn)
+    counts = index.counts()
     sizes = {p.name: p.stat().st_size for p in folder.glob("store.sqlite*")}
     result = {
         "elapsed_s": elapsed, "cpu_s": cpu, "documents": counts["documents"], "chunks": counts["chunks"],
@@ -166,11 +166,11 @@ def child(args: argparse.Namespace) -> dict:
         "samples": samples, "store_bytes": sizes,
     }
     if args.embed_limit:
-        ids = [i for _, i in zip(range(args.embed_limit), store.iter_chunk_ids(index.conn))]
+        ids = [i for _, i in zip(range(args.embed_limit), index.iter_chunk_ids())]
         vectors = index.vectors
         t0, before = time.perf_counter(), rss_mib()
         for start in range(0, len(ids), 256):  # as sync_vectors: 4 batches of 64 per read
-            rows = list(store.iter_chunks(index.conn, ids[start:start + 256]))
+            rows = list(index.iter_chunks(ids[start:start + 256]))
             vecs = index.embedder.encode([embed.passage_text(t, c.text) for c, t in rows], batch_size=64)
             vectors.add(np.array([c.id for c, _ in rows], dtype=np.int64), vecs)
         result["embed"] = {"chunks": len(ids), "seconds": time.perf_counter() - t0, "rss_before_mib": before,

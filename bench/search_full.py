@@ -47,7 +47,7 @@ BIOASQ = REPO.parent / "shared" / "data" / "bioasq_golden"
 def grow(folder: Path, target: int, originals: dict[int, np.ndarray], rng: np.random.Generator) -> None:
     """Duplicate documents and chunks of the store in `folder` until it holds `target` chunks; vectors follow."""
     index = open_index(folder)
-    conn = index.conn
+    conn = index._conn
     base_docs = [r[0] for r in conn.execute("SELECT id FROM documents WHERE id NOT LIKE 'copy%'")]
     copy = 1 + int(conn.execute("SELECT count(*) FROM documents").fetchone()[0]) // len(base_docs)
     while store.chunk_count(conn) < target:
@@ -127,7 +127,7 @@ def main() -> None:
                 lexical_search(index, query, 50)
                 timings["  FTS5 bm25 (k=50)"].append(time.perf_counter() - t)
         meta = json.loads((args.work / "index.json").read_text())
-        print(f"\n== {store.chunk_count(index.conn):,} chunks, {index.vectors.size:,} vectors ({meta['kind']}), "
+        print(f"\n== {index.chunk_count():,} chunks, {index.vectors.size:,} vectors ({meta['kind']}), "
               f"{disk_size(args.work) / 1e9:.2f} GB on disk; grown in {built:.0f} s")
         for name, samples in timings.items():
             print(f"{name:18s} {percentiles(samples)}")

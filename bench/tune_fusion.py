@@ -121,7 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     _, queries, qrels = read_beir(Path(args.data), args.split)
     index = open_index(Path(args.index))
-    doc_of = {int(r[0]): r[1] for r in index.conn.execute("SELECT id, doc_id FROM chunks")}
+    doc_of = {int(r[0]): r[1] for r in index._conn.execute("SELECT id, doc_id FROM chunks")}
     started = time.perf_counter()
     texts = {q: normalize_query(queries[q]) for q in qrels}
     vectors = index.embedder.encode(list(texts.values()), batch_size=64)
@@ -129,8 +129,8 @@ def main() -> None:
     for beta, m in ((0.3, 3), (0.5, 5)):
         dense_sides[f"dense-prf{beta}x{m}"] = {q: prf(index, v, dense_sides["dense"][q], doc_of, beta, m, args.depth)
                                                for q, v in zip(texts, vectors)}
-    porter = porter_table(index.conn)
-    lex_sides = {f"{table} w={w}": {q: lexical(index.conn, table, t, args.depth, w) for q, t in texts.items()}
+    porter = porter_table(index._conn)
+    lex_sides = {f"{table} w={w}": {q: lexical(index._conn, table, t, args.depth, w) for q, t in texts.items()}
                  for table in ("chunks_fts", porter) for w in WEIGHTS}
     print(f"{len(texts)} {args.split} queries: candidates in {time.perf_counter() - started:.1f} s", flush=True)
 

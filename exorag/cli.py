@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from exorag.errors import ExoragError
-from exorag.settings import AskSettings, BuildSettings, ServeSettings, Settings, configure, current
+from exorag.settings import AskSettings, BuildSettings, ServeSettings, Settings, SettingsError, configure, current
 
 if TYPE_CHECKING:
     from exorag.fetch import FetchReport
 
-DEMO_RELATIVE = Path("shared") / "data" / "exo_corpus" / "corpus.jsonl"
+DEMO_CORPUS = Path(__file__).resolve().parent / "data" / "demo" / "ev_demo.jsonl.gz"  # see data/demo/SOURCES.md
 
 
 def _print_json(payload: Any) -> None:
@@ -44,7 +44,8 @@ READ_COMMANDS = {"search", "ask", "cite", "table", "show", "stats", "check"}
 
 def _settings(args: argparse.Namespace) -> Settings:
     """Defaults < environment < this command's flags (a flag left out is None and changes nothing)."""
-    s = Settings.from_env()
+    flagged = {"EXORAG_MAX_UPLOAD_MB": getattr(args, "max_upload_mb", None)}
+    s = Settings.from_env(overridden=frozenset(name for name, value in flagged.items() if value is not None))
     s = s.replace("index", folder=Path(args.index) if getattr(args, "index", None) else None,
                   model=getattr(args, "model", None))
     s = s.replace("build", file_timeout_s=getattr(args, "file_timeout", None),
@@ -107,32 +108,33 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0 if report.ingested else 1
 
 
-def _demo_corpus(explicit: str | None) -> Path | None:
+def _demo_corpus(explicit: str | None) -> Path:
+    """--data, else $EXORAG_DEMO_DATA, else the EV demo corpus shipped in the package (exorag/data/demo)."""
     if explicit:
         return Path(explicit)
-    if current().build.demo_data:
-        return current().build.demo_data
-    here = Path(__file__).resolve().parent.parent
-    for base in (Path.cwd(), Path.cwd().parent, here, here.parent):
-        candidate = base / DEMO_RELATIVE
-        if candidate.exists():
-            return candidate
-    return None
+    return current().build.demo_data or DEMO_CORPUS
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     corpus = _demo_corpus(args.data)
-    if corpus is None or not corpus.exists():
-        print(
-            "error: the demo corpus (../shared/data/exo_corpus/corpus.jsonl) is not on this machine.\n"
-            "Point --data (or EXORAG_DEMO_DATA) at a corpus.jsonl, or build your own index instead:\n"
-            "  exorag ingest my_papers/        # PDFs, JSONL of abstracts, .txt/.md",
-            file=sys.stderr,
-        )
+    if not corpus.exists():
+        print(f"error: the demo corpus {corpus} is not there (a damaged install? reinstall exorag).\n"
+              "Point --data (or EXORAG_DEMO_DATA) at a JSONL corpus, or build your own index instead:\n"
+              "  exorag ingest my_papers/        # PDFs, JSONL of abstracts, .txt/.md, RIS, BibTeX",
+              file=sys.stderr)
         return 1
-    print(f"building the demo index in {current().index.folder} from {corpus}")
+    folder = current().index.folder
+    print(f"building the demo index in {folder} from {corpus}")
     args.paths = [str(corpus)]
-    return cmd_ingest(args)
+    status = cmd_ingest(args)
+    if status == 0:
+        where = "" if folder == Path("index") else f" --index {folder}"
+        print("\nThe demo index is ready. Next:\n"
+              f"  exorag serve{where}                     # the browser chat on http://127.0.0.1:7860\n"
+              f"  exorag ask \"Which markers are used to characterise exosomes?\"{where}\n"
+              f"  exorag cite draft.txt{where}            # check the claims of your own text\n"
+              f"  exorag stats{where}                     # what the index holds, and the filter values")
+    return status
 
 
 def _filters(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -146,8 +148,8 @@ def _filters(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def _add_filter_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("filters (repeat a flag to allow several values)")
-    g.add_argument("--year-from", type=int, metavar="YEAR")
-    g.add_argument("--year-to", type=int, metavar="YEAR")
+    g.add_argument("--year-from", type=int, metavar="YEAR", help="only papers published in or after YEAR")
+    g.add_argument("--year-to", type=int, metavar="YEAR", help="only papers published in or before YEAR")
     g.add_argument("--source", action="append", metavar="NAME", help="e.g. pubmed, pdf, scifact")
     g.add_argument("--journal", action="append", metavar="NAME", help="journal as stored, case-insensitive")
     g.add_argument("--pub-type", action="append", metavar="TYPE", help="publication type, e.g. Review")
@@ -165,14 +167,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     from exorag.output.render import hit_dict, hit_text
     from exorag.ask.retrieve import search
 
-    from exorag.index import store
 
     index = _open_checked(args)
     hits = search(index, args.query, k=args.k, mode=args.mode, filters=_filters(args), fusion=args.fusion,
                   expand=args.expand)
     if args.json:
-        with index.lock:
-            tags = store.document_tags(index.conn, (h.document.id for h in hits))
+        tags = index.document_tags((h.document.id for h in hits))
         _print_json({"query": args.query, "results": [{**hit_dict(h), "tags": tags.get(h.document.id, {})}
                                                        for h in hits]})
     elif not hits:
@@ -233,13 +233,12 @@ def cmd_cite(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from exorag.index import store
     from exorag.output.render import document_dict, reference_line, where
 
     index = _open(args)
-    doc = store.get_document(index.conn, args.doc_id)
-    chunks = store.document_chunks(index.conn, args.doc_id)
-    tags = store.document_tags(index.conn, [doc.id]).get(doc.id, {})
+    doc = index.get_document(args.doc_id)
+    chunks = index.document_chunks(args.doc_id)
+    tags = index.document_tags([doc.id]).get(doc.id, {})
     if args.json:
         _print_json({**document_dict(doc, chunks), "tags": tags})
         return 0
@@ -256,24 +255,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def stats(index) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    from exorag.index import store
-    from exorag.index.index import check, disk_size
-    from exorag.index.vectors import read_meta
-
-    meta = read_meta(index.folder)
-    counts = store.counts(index.conn)
-    drift = check(index)
-    return {
-        "index": str(index.folder), "documents": counts["documents"], "chunks": counts["chunks"],
-        "vectors": index.vectors.size if meta else 0, "model": index.model_name,
-        "dim": meta.get("dim") if meta else None, "size_bytes": disk_size(index.folder), "sources": counts["sources"],
-        "vector_index": (meta.get("kind") or "flat") if meta else None,
-        "consistent": drift["consistent"], "missing_vectors": drift["missing"], "stale_vectors": drift["stale"],
-    }
-
-
 def cmd_stats(args: argparse.Namespace) -> int:
+    from exorag.index.index import stats
+
     info = stats(_open(args))
     if args.json:
         _print_json(info)
@@ -287,8 +271,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if not info["consistent"]:
         print(f"drift:     {info['missing_vectors']} chunks without a vector, {info['stale_vectors']} stale vectors "
               "(run `exorag check --repair`)")
-    for source, n in sorted(info["sources"].items(), key=lambda kv: -kv[1]):
-        print(f"  {source or '(none)'}: {n}")
+    print("filter values (documents):")
+    print("  --source: " + ", ".join(f"{s or '(none)'} {n}" for s, n in sorted(info["sources"].items(),
+                                                                         key=lambda kv: -kv[1])))
+    if info["publication_types"]:
+        print("  --pub-type: " + ", ".join(f"{t} {n}" for t, n in info["publication_types"].items()))
+    for key, values in info["tags"].items():
+        print(f"  --tag {key}=: " + ", ".join(f"{v} {n}" for v, n in values.items()))
     return 0
 
 
@@ -487,11 +476,14 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--index", metavar="DIR", help="index folder (default ./index or $EXORAG_INDEX)")
     common.add_argument("--model", metavar="NAME_OR_PATH",
                         help="sentence-transformers model (default: the index's model, else bundled all-MiniLM-L6-v2)")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print JSON (one object) instead of text")
     parser = argparse.ArgumentParser(prog="exorag", description="Cited answers from the exosome / EV literature, offline.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("ingest", parents=[common], help="add JSONL, PDF, .txt/.md files or folders to the index")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="files or folders: .jsonl/.jsonl.gz records, .pdf, .txt/.md, .ris, .bib")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("--file-timeout", type=float, metavar="S",
                    help=f"abandon a file whose reading, tagging and chunking take longer than S seconds "
@@ -500,38 +492,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="embed in a thread while parsing goes on (also EXORAG_OVERLAP=1; no faster on 2 cores)")
     p.set_defaults(func=cmd_ingest)
 
-    p = sub.add_parser("sync", parents=[common], help="make the index match a folder: add, update, remove")
-    p.add_argument("folder", metavar="FOLDER")
+    p = sub.add_parser("sync", parents=[common, as_json], help="make the index match a folder: add, update, remove")
+    p.add_argument("folder", metavar="FOLDER", help="the folder whose files the index should hold")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--json", action="store_true")
     p.add_argument("--file-timeout", type=float, metavar="S",
                    help=f"abandon a file whose reading, tagging and chunking take longer than S seconds "
                         f"(default {BuildSettings.file_timeout_s:g}; 0: no limit)")
     p.set_defaults(func=cmd_sync)
 
     p = sub.add_parser("remove", parents=[common], help="remove documents (and their chunks and vectors) by id")
-    p.add_argument("doc_ids", nargs="+", metavar="DOC_ID")
+    p.add_argument("doc_ids", nargs="+", metavar="DOC_ID", help="document ids, as `search` and `ask` show them")
     p.set_defaults(func=cmd_remove)
 
-    p = sub.add_parser("demo", parents=[common], help="build a demo index from ../shared/data/exo_corpus")
-    p.add_argument("--data", metavar="JSONL", help="corpus file (default: find shared/data/exo_corpus/corpus.jsonl)")
+    p = sub.add_parser("demo", parents=[common], help="build a demo index from the EV corpus shipped with exorag (879 records)")
+    p.add_argument("--data", metavar="JSONL", help="corpus file (default: $EXORAG_DEMO_DATA, else the shipped exorag/data/demo/ev_demo.jsonl.gz)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("search", parents=[common], help="ranked passages for a query")
-    p.add_argument("query")
+    p = sub.add_parser("search", parents=[common, as_json], help="ranked passages for a query")
+    p.add_argument("query", help="keywords or a question")
     p.add_argument("-k", type=int, help=f"number of passages (default {AskSettings.search_k})")
-    p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid")
+    p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid",
+                   help="dense (MiniLM), lexical (FTS5 bm25) or both fused (default hybrid)")
     p.add_argument("--fusion", choices=["rrf", "convex"], default="convex", help="how hybrid mode fuses (default convex: better on SciFact train)")
-    p.add_argument("--json", action="store_true")
     _add_filter_flags(p)
     _add_expand_flag(p)
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("ask", parents=[common], help="an answer quoted from the literature, with citations")
-    p.add_argument("question")
+    p = sub.add_parser("ask", parents=[common, as_json], help="an answer quoted from the literature, with citations")
+    p.add_argument("question", help="a question about exosomes / extracellular vesicles")
     p.add_argument("-k", type=int, help=f"passages to draw evidence from (default {AskSettings.k}, at most {AskSettings.max_k})")
-    p.add_argument("--json", action="store_true")
     p.add_argument("--format", choices=["bibtex", "ris", "csljson", "markdown"],
                    help="print the cited works in this format (markdown: the answer with its references)")
     _add_filter_flags(p)
@@ -539,49 +529,45 @@ def build_parser() -> argparse.ArgumentParser:
     _add_llm_flags(p)
     p.set_defaults(func=cmd_ask)
 
-    p = sub.add_parser("cite", parents=[common], help="suggest citations from the index for each sentence of a text")
+    p = sub.add_parser("cite", parents=[common, as_json], help="suggest citations from the index for each sentence of a text")
     p.add_argument("file", metavar="FILE", help="a text file, or - to read standard input")
     p.add_argument("-k", type=int, help=f"passages searched per sentence (default {AskSettings.k}, at most {AskSettings.max_k})")
-    p.add_argument("--json", action="store_true")
     _add_filter_flags(p)
     p.set_defaults(func=cmd_cite)
 
     p = sub.add_parser("table", parents=[common], help="an evidence table (one row per paper) for a question")
-    p.add_argument("question")
+    p.add_argument("question", help="the question whose evidence to tabulate")
     p.add_argument("-k", type=int, help=f"passages to draw evidence from (default {AskSettings.table_k}, at most {AskSettings.max_k})")
-    p.add_argument("--format", choices=["csv", "markdown"], default="markdown")
+    p.add_argument("--format", choices=["csv", "markdown"], default="markdown", help="table format (default markdown)")
     p.add_argument("--out", metavar="FILE", help="write the table to FILE instead of standard output")
     _add_filter_flags(p)
     _add_expand_flag(p)
     p.set_defaults(func=cmd_table)
 
-    p = sub.add_parser("show", parents=[common], help="a document's metadata and chunks")
-    p.add_argument("doc_id")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("show", parents=[common, as_json], help="a document's metadata and chunks")
+    p.add_argument("doc_id", help="a document id, as `search` and `ask` show them")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("stats", parents=[common], help="counts, model and size of the index")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("stats", parents=[common, as_json], help="counts, model and size of the index")
     p.set_defaults(func=cmd_stats)
 
-    p = sub.add_parser("check", parents=[common], help="compare chunks with vectors; --repair fixes the drift")
+    p = sub.add_parser("check", parents=[common, as_json], help="compare chunks with vectors; --repair fixes the drift")
     p.add_argument("--repair", action="store_true", help="embed missing vectors and drop stale ones")
-    p.add_argument("--json", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("eval", parents=[common], help="retrieval metrics on human judgments (BEIR, BioASQ)")
-    p.add_argument("dataset", choices=["beir", "bioasq", "pubmedqa"])
+    p = sub.add_parser("eval", parents=[common, as_json], help="retrieval metrics on human judgments (BEIR, BioASQ)")
+    p.add_argument("dataset", choices=["beir", "bioasq", "pubmedqa"], help="which kind of benchmark PATH holds")
     p.add_argument("folder", metavar="PATH",
                    help="a BEIR folder (corpus.jsonl, queries.jsonl, qrels/), a BioASQ golden folder, "
                         "or PubMedQA's ori_pqal.json")
     p.add_argument("--split", default="test", help="BEIR qrels split (default test; tune on train)")
-    p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid")
-    p.add_argument("--fusion", choices=["rrf", "convex"], default="convex")
+    p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid",
+                   help="dense (MiniLM), lexical (FTS5 bm25) or both fused (default hybrid)")
+    p.add_argument("--fusion", choices=["rrf", "convex"], default="convex", help="how hybrid mode fuses (default convex)")
     p.add_argument("--limit", type=int, help="first N questions only (answer evaluations default to 200)")
     p.add_argument("--answers", action="store_true", help="BioASQ: evaluate answers (citations, ROUGE-L), not retrieval")
     _add_expand_flag(p)
-    p.add_argument("--json", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval)
 
@@ -598,14 +584,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fetch", help="fetch records from PubMed / Europe PMC into corpus/fetched/, then ingest them")
     fetch_sub = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
     p = fetch_sub.add_parser("pubmed", parents=[fetch_common], help="a PubMed query through NCBI E-utilities")
-    p.add_argument("query")
+    p.add_argument("query", help="a PubMed query, e.g. 'exosome AND PD-L1'")
     p.add_argument("--since", type=int, metavar="YEAR", help="publication year from")
     p = fetch_sub.add_parser("europepmc", parents=[fetch_common], help="a Europe PMC query (optionally OA full texts)")
-    p.add_argument("query")
+    p.add_argument("query", help="a Europe PMC query, e.g. 'exosome PD-L1 OPEN_ACCESS:y'")
     p.add_argument("--fulltext", action="store_true", help="add JATS full text of open-access articles")
     p.add_argument("--captions", action="store_true", help="with --fulltext: keep figure and table captions")
     p = fetch_sub.add_parser("ids", parents=[fetch_common], help="PMIDs, PMCIDs and DOIs listed in a file")
-    p.add_argument("file")
+    p.add_argument("file", help="a text file listing PMIDs, PMCIDs or DOIs (any layout)")
     p = fetch_sub.add_parser("default", parents=[fetch_common], help="the default query list (corpus/default_sources.json)")
     p.add_argument("--sources", metavar="JSON", help="another query list")
     for name in ("pubmed", "europepmc", "ids", "default"):
@@ -618,7 +604,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest file the page accepts for upload (default 50, or $EXORAG_MAX_UPLOAD_MB)")
     _add_llm_flags(p)
     p.set_defaults(func=cmd_serve)
+    for name, command in sub.choices.items():
+        command.formatter_class = argparse.RawDescriptionHelpFormatter
+        command.epilog = "example:\n  " + EXAMPLES[name]
+    for name, command in fetch_sub.choices.items():
+        command.formatter_class = argparse.RawDescriptionHelpFormatter
+        command.epilog = "example:\n  " + FETCH_EXAMPLES[name]
     return parser
+
+
+EXAMPLES = {
+    "ingest": "exorag ingest papers/ records.jsonl --index my_index",
+    "sync": "exorag sync papers/ --index my_index",
+    "remove": "exorag remove pmid:31358973 --index my_index",
+    "demo": "exorag demo && exorag serve",
+    "search": 'exorag search "exosomal PD-L1 immunotherapy" -k 5 --year-from 2018',
+    "ask": 'exorag ask "Which markers are used to characterise exosomes?" --json',
+    "cite": "exorag cite draft.txt   (or: cat draft.txt | exorag cite -)",
+    "table": 'exorag table "Which exosomal miRNAs are biomarkers of colorectal cancer?" --format csv --out t.csv',
+    "show": "exorag show pmid:31358973",
+    "stats": "exorag stats --json",
+    "check": "exorag check --repair",
+    "eval": "exorag eval beir ../shared/data/scifact/beir_format --split train",
+    "fetch": 'exorag fetch pubmed "exosome AND PD-L1" --max 100',
+    "serve": "exorag serve --port 7860   (then open http://127.0.0.1:7860)",
+}
+FETCH_EXAMPLES = {
+    "pubmed": 'exorag fetch pubmed "exosome AND PD-L1" --since 2019 --max 100',
+    "europepmc": 'exorag fetch europepmc "exosome PD-L1" --fulltext --max 50',
+    "ids": "exorag fetch ids my_pmids.txt",
+    "default": "exorag fetch --default",
+}
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -643,12 +659,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("ask", "cite", "table") and args.k > current().ask.max_k:
             args.k = current().ask.max_k  # as the page does: a huge k only makes the answer slow
         return args.func(args)
+    except SettingsError as exc:  # a bad $EXORAG_* value or flag: a usage error
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except ExoragError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\ninterrupted: what was written is complete; run the same command again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `exorag show ID | head`: the reader left; end quietly, as cat does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would fail again
+        return 141
     finally:
         configure(None)
 

@@ -47,6 +47,10 @@ class EmptyQuery(ExoragError):
     """A query or question with no searchable content."""
 
 
+class EmptyIndex(ExoragError):
+    """The index holds no passages yet, so there is nothing to answer from."""
+
+
 class InvalidText(ExoragError):
     """A query that is not valid Unicode text: a lone surrogate, e.g. bytes of a command-line argument that were
     not UTF-8 (Python keeps them as surrogate escapes), which neither the tokenizer nor SQLite can take."""

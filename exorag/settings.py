@@ -86,11 +86,14 @@ class Settings:
     serve: ServeSettings = field(default_factory=ServeSettings)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """The defaults with the environment's `EXORAG_*` (and NCBI_*, OPENAI_API_KEY) values applied."""
+    def from_env(cls, env: Mapping[str, str] | None = None, overridden: frozenset[str] = frozenset()) -> Settings:
+        """The defaults with the environment's `EXORAG_*` (and NCBI_*, OPENAI_API_KEY) values applied; variables in
+        `overridden` (set by a flag given as well) are not read, so a bad one there is no error."""
         env = os.environ if env is None else env
 
         def get(name: str) -> str | None:
+            if name in overridden:
+                return None
             value = env.get(name, "").strip()
             return value or None
 

@@ -85,12 +85,22 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class Derived:
+    """What the build stage derives from a Document for the index: study tags {key: [values]} and the
+    (short form, long form) abbreviations the document defines."""
+
+    tags: dict[str, list[str]]
+    abbreviations: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Filters:
     """Metadata restrictions applied on every retrieval path; an unset field restricts nothing.
 
     Matching of source, journal and publication type is exact but case-insensitive; any listed value passes.
-    `tags` are normalised "key=value" strings (exorag.build.tags.parse_tags): values of one key are alternatives, different
-    keys must all hold.
+    `tags` are (key, value) pairs, checked and normalised once, here: a "key=value" string given instead is parsed
+    by exorag.build.tags.parse_tag (TagError for an unknown key or value). Values of one key are alternatives,
+    different keys must all hold.
     """
 
     year_from: int | None = None
@@ -98,7 +108,14 @@ class Filters:
     sources: tuple[str, ...] = ()
     journals: tuple[str, ...] = ()
     pub_types: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if any(isinstance(spec, str) for spec in self.tags):
+            from exorag.build.tags import parse_tag
+
+            pairs = (parse_tag(spec) if isinstance(spec, str) else tuple(spec) for spec in self.tags)
+            object.__setattr__(self, "tags", tuple(dict.fromkeys(pairs)))
 
     @property
     def empty(self) -> bool:

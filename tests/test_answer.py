@@ -6,6 +6,7 @@ import pytest
 
 from exorag.ask import answer
 from exorag.index.index import Index
+from exorag.types import Chunk, Document, Hit, Section
 
 
 @pytest.mark.parametrize("sentence", [
@@ -30,14 +31,28 @@ def test_findings_are_not_framing(sentence: str) -> None:
     assert not answer.is_meta(sentence)
 
 
+def _hit(doc_id: str, text: str, score: float) -> Hit:
+    doc = Document(id=doc_id, text=text, title="Markers of extracellular vesicles", sections=(Section("Abstract", 0, len(text)),))
+    return Hit(chunk=Chunk(doc_id, 0, text, "Abstract", None, 0, len(text), id=hash(doc_id) % 10**6), document=doc,
+               score=score)
+
+
 def test_penalty_changes_order_not_support(index: Index, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A framing sentence the judge rates a little higher than a finding leads without the penalty and follows
+    with it; the support (what abstention is decided on) is the same either way."""
     question = "Which markers are used to characterise extracellular vesicles?"
+    framing = ("In this review we summarise the markers used to characterise extracellular vesicles, such as CD63, "
+               "CD81 and TSG101.")
+    finding = "Extracellular vesicles were characterised by the markers CD63, CD81 and TSG101 on western blot."
+    hits = [_hit("review", framing, 1.0), _hit("study", finding, 0.9)]
+    assert answer.is_meta(framing) and not answer.is_meta(finding)
     monkeypatch.setattr(answer, "META_PENALTY", 0.0)
-    plain = answer.ask(index, question)
+    plain = answer.ask(index, question, hits=hits)
     monkeypatch.setattr(answer, "META_PENALTY", 0.1)
-    penalised = answer.ask(index, question)
-    assert plain.support == pytest.approx(penalised.support)
-    assert not penalised.abstained and not answer.is_meta(penalised.citations[0].quote)
+    penalised = answer.ask(index, question, hits=hits)
+    assert [c.quote for c in plain.citations] == [framing, finding]  # the judge alone puts the framing first
+    assert [c.quote for c in penalised.citations] == [finding, framing]
+    assert plain.support == pytest.approx(penalised.support) and not penalised.abstained
     for c in penalised.citations:
         assert c.document.text[c.char_start:c.char_end] == c.quote
 

@@ -30,6 +30,8 @@ gradio_client = pytest.importorskip("gradio_client")
 
 from gradio.utils import get_upload_folder  # noqa: E402
 
+from tests.fakes import free_port  # noqa: E402
+from exorag.errors import EmptyIndex, EmptyQuery
 from exorag.web import app, handlers
 from exorag.index import store
 from exorag.output import table  # noqa: E402
@@ -46,10 +48,6 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", ""}
 SERVER_UPLOAD_MB = 1.0  # Gradio's own upload limit on the module server
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(index: Index, max_upload_mb: float = handlers.DEFAULT_MAX_UPLOAD_MB) -> tuple[object, str]:
@@ -96,7 +94,7 @@ def test_ask_endpoint_cites_verbatim(served: tuple[Index, object, str, object]) 
     assert citations
     assert [c["n"] for c in citations] == list(range(1, len(citations) + 1))
     for c in citations:
-        doc = store.get_document(index.conn, c["doc_id"])
+        doc = index.get_document(c["doc_id"])
         assert doc.text[c["char_start"]:c["char_end"]] == c["quote"]
         assert c["quote"] in result["answer"]
     markers = [int(n) for n in re.findall(r"\[(\d+)\]", result["answer"])]
@@ -112,13 +110,13 @@ def test_ask_endpoint_applies_filters(served: tuple[Index, object, str, object])
     only_pdf = client.predict("Which complications does DVT prophylaxis cause in trauma patients?", 8, None, None,
                               ["pdf"], None, api_name="/ask")  # type: ignore[attr-defined]
     assert only_pdf["citations"]
-    assert {store.get_document(index.conn, c["doc_id"]).source for c in only_pdf["citations"]} == {"pdf"}
+    assert {index.get_document(c["doc_id"]).source for c in only_pdf["citations"]} == {"pdf"}
     wrong = client.predict(EV_QUESTION, 8, 2020, 2010, None, None, api_name="/ask")  # type: ignore[attr-defined]
     assert wrong["error"] == "Please fix the filters: the year range 2020–2010 is empty: 'from' is after 'to'"
     reviews = client.predict(EV_QUESTION, 8, None, None, None, None, ["design=review"],
                              api_name="/ask")  # type: ignore[attr-defined]
     assert reviews["citations"]
-    tagged = store.document_tags(index.conn, [c["doc_id"] for c in reviews["citations"] + reviews["closest"]])
+    tagged = index.document_tags([c["doc_id"] for c in reviews["citations"] + reviews["closest"]])
     assert all("review" in tagged.get(c["doc_id"], {}).get("design", []) for c in reviews["citations"])
     bad = client.predict(EV_QUESTION, 8, None, None, None, None, ["design=opinion"],
                          api_name="/ask")  # type: ignore[attr-defined]
@@ -140,7 +138,7 @@ def test_make_filters_and_choices(index: Index) -> None:
     assert "topic=extracellular_vesicle" in tag_choices and all("=" in t for t in tag_choices)
     assert [f.field for f in handlers.CHOICE_FILTERS] == ["sources", "pub_types", "tags"]
     tagged = handlers.make_filters(None, None, [], [], ["Topic=extracellular-vesicle", "design=review"])
-    assert tagged.tags == ("topic=extracellular_vesicle", "design=review")
+    assert tagged.tags == (("topic", "extracellular_vesicle"), ("design", "review"))
     with pytest.raises(handlers.FilterError, match="unknown key 'colour'"):
         handlers.make_filters(None, None, [], [], ["colour=red"])
     assert all(hasattr(Filters(), f.field) for f in handlers.CHOICE_FILTERS)
@@ -158,7 +156,9 @@ def test_empty_question_is_a_polite_message(served: tuple[Index, object, str, ob
     index, _, _, client = served
     result = client.predict("   ", 8, api_name="/ask")  # type: ignore[attr-defined]
     assert result["error"].startswith("Please type a question")
-    assert handlers.run_question(index, "?!", 8) == handlers.EMPTY_QUESTION
+    with pytest.raises(EmptyQuery):
+        handlers.run_question(index, "?!", 8)
+    assert app.user_message(EmptyQuery("x"), index) == handlers.EMPTY_QUESTION
 
 
 def test_reply_markdown_links_markers_to_source_cards(index: Index) -> None:
@@ -241,7 +241,9 @@ def test_empty_index_explains_how_to_add_literature(tmp_path: Path) -> None:
     try:
         result = gradio_client.Client(url, verbose=False).predict(EV_QUESTION, 8, api_name="/ask")
         assert "exorag ingest" in result["error"] and "Add papers" in result["error"]
-        assert "exorag ingest" in str(handlers.check_draft(index, "Exosomes carry CD63."))
+        with pytest.raises(EmptyIndex):
+            handlers.check_draft(index, "Exosomes carry CD63.")
+        assert "exorag ingest" in app.user_message(EmptyIndex("empty"), index)
         overview = handlers.corpus_overview(index)
         assert "The index is empty" in corpus_html(overview["counts"], overview["years"], overview["sources"],
                                                    overview["recent"], index.folder)
@@ -277,8 +279,9 @@ def test_uploads_report_each_file(writable_index: Index, tmp_path: Path) -> None
     assert by_name["notes on EVs.txt"] == (True, "1 document: 1 added")
     ok, message = by_name["records.jsonl"]
     assert ok and message.startswith("1 document: 1 added; 1 problem(s): line 2: ")
-    assert by_name["tool.exe"] == (False, "refused: .exe files are not accepted; upload .pdf, .jsonl, .txt, .md, "
-                                          ".ris, .bib")
+    assert by_name["tool.exe"] == (False, "refused: .exe files are not accepted; upload "
+                                          + ", ".join(handlers.UPLOAD_TYPES))
+    assert {".pdf", ".jsonl", ".txt", ".md", ".ris", ".bib"} <= set(handlers.UPLOAD_TYPES)
     assert by_name["big.txt"] == (False, "refused: 0.1 MB is over the 0.05 MB limit")
     ok, message = by_name["broken.pdf"]
     assert not ok and message.startswith("not added: ") and len(message) > len("not added: ") + 5
@@ -288,7 +291,7 @@ def test_uploads_report_each_file(writable_index: Index, tmp_path: Path) -> None
     assert sorted(p.name for p in settings.uploads.iterdir()) == ["notes_on_EVs.txt", "records.jsonl"]
     hits = search(index, "galectin-9 nasopharyngeal carcinoma apoptosis CD4 T cells", k=3)
     assert hits and hits[0].document.origin == str(settings.uploads / "notes_on_EVs.txt")
-    assert store.get_document(index.conn, "upload:1").title == "Uploaded record about plasma EV isolation"
+    assert index.get_document("upload:1").title == "Uploaded record about plasma EV isolation"
     # The same bytes again: the saved copy is reused and the document is unchanged; other bytes get a new name.
     again = list(handlers.ingest_uploads(index, [received("b", "notes on EVs.txt", good.encode())], settings))
     assert again[-1][0] == ("notes on EVs.txt", True, "1 document: 1 unchanged (already in the index)")
@@ -305,9 +308,9 @@ def test_safe_names() -> None:
 
 
 def test_check_draft(index: Index) -> None:
-    doc = next(d for d in (store.get_document(index.conn, i) for i, _ in store.document_origins(index.conn))
+    doc = next(d for d in (index.get_document(i) for i, _ in index.document_origins())
                if d.source == "ev_literature_notes_aquiles" and len(d.text) > 300)
-    claim = store.document_chunks(index.conn, doc.id)[0].text.split(". ")[0] + "."
+    claim = index.document_chunks(doc.id)[0].text.split(". ")[0] + "."
     off = "The Eiffel Tower was repainted in a shade of bronze during the spring of 1968."
     result = handlers.check_draft(index, f"{claim} {off}", 8)
     assert not isinstance(result, str)
@@ -317,7 +320,8 @@ def test_check_draft(index: Index) -> None:
     assert "no supporting passage in the index" in page and "href='#exorag-draft-1'" in page
     assert "id='exorag-draft-1'" in page and "<mark>" in page
     assert "1 of 2 sentences" in page
-    assert handlers.check_draft(index, "   ") == "Paste a paragraph of your draft first."
+    with pytest.raises(EmptyQuery):
+        handlers.check_draft(index, "   ")
 
 
 def test_corpus_overview(index: Index) -> None:
@@ -367,7 +371,7 @@ def test_concurrent_clients_all_answered(served: tuple[Index, object, str, objec
             continue
         assert result["citations"], result
         for c in result["citations"]:
-            assert store.get_document(index.conn, c["doc_id"]).text[c["char_start"]:c["char_end"]] == c["quote"]
+            assert index.get_document(c["doc_id"]).text[c["char_start"]:c["char_end"]] == c["quote"]
 
 
 def _status(url: str) -> int:
@@ -413,13 +417,39 @@ def _other_address() -> str | None:
     return None if address.startswith("127.") else address
 
 
+def _listening_on(port: int) -> set[str]:
+    """The local addresses of the sockets listening on `port`, read from the kernel's table (/proc/net/tcp*): the
+    check that the server is bound to loopback, which works on a machine with no other address too."""
+    import ipaddress
+
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        path = Path(table)
+        if not path.exists():
+            pytest.skip("needs Linux /proc/net/tcp to read the listening address")
+        for line in path.read_text().splitlines()[1:]:
+            fields = line.split()
+            address, hex_port = fields[1].rsplit(":", 1)
+            if int(hex_port, 16) != port or fields[3] != "0A":  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(address)
+            if len(raw) == 4:
+                found.add(str(ipaddress.IPv4Address(raw[::-1])))
+            else:  # four little-endian 32-bit words
+                words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+                ip = ipaddress.IPv6Address(words)
+                found.add(str(ip.ipv4_mapped or ip))
+    return found
+
+
 def test_bound_to_loopback_only(served: tuple[Index, object, str, object]) -> None:
     _, demo, url, _ = served
     assert demo.server_name == "127.0.0.1"  # type: ignore[attr-defined]
     assert urlparse(url).hostname == "127.0.0.1"
     assert getattr(demo, "share_url", None) is None
+    assert _listening_on(urlparse(url).port) == {"127.0.0.1"}
     other = _other_address()
-    if other:
+    if other:  # where the machine has another address, try it too
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.settimeout(1.0)
             assert s.connect_ex((other, urlparse(url).port)) != 0
@@ -453,7 +483,7 @@ def test_serve_command(built_index: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(repo), "EXORAG_MAX_UPLOAD_MB": "ten"}
     bad = subprocess.run([sys.executable, "-m", "exorag.cli", "serve", "--index", str(built_index)], env=env,
                          capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and "upload limit must be a positive number of MB, not 'ten'" in bad.stderr
+    assert bad.returncode == 2 and "EXORAG_MAX_UPLOAD_MB='ten': expected a number" in bad.stderr, bad.stderr
     folder = tmp_path / "index"
     shutil.copytree(built_index, folder)
     port = free_port()
@@ -473,6 +503,7 @@ def test_serve_command(built_index: Path, tmp_path: Path) -> None:
         result = gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False).predict(EV_QUESTION, 8,
                                                                                           api_name="/ask")
         assert result["citations"]
+        assert _listening_on(port) == {"127.0.0.1"}
         other = _other_address()
         if other:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -490,3 +521,33 @@ def test_upload_into_an_unwritable_folder_is_named(writable_index: Index, tmp_pa
     rows = list(handlers.ingest_uploads(writable_index, [received("d", "n.txt", b"Exosomes carry CD9.\n")],
                                             settings))[-1]
     assert rows == [("n.txt", False, f"could not be saved into {blocker / 'uploads'}: Not a directory")]
+
+
+def test_foreign_host_and_cross_origin_requests_are_refused(served: tuple[Index, object, str, object]) -> None:
+    """DNS rebinding (a foreign Host) and another site's page (a foreign Origin) get 403; the page itself, same
+    origin, works and carries a Content-Security-Policy that allows nothing from other hosts."""
+    import urllib.error
+
+    _, _, url, _ = served
+    base = url.rstrip("/")
+    port = urlparse(url).port
+
+    def status(path: str, **headers: str) -> tuple[int, dict[str, str], str]:
+        request = urllib.request.Request(base + path, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=20) as response:
+                return response.status, dict(response.headers), response.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), exc.read().decode("utf-8", "replace")
+
+    code, headers, _ = status("/")
+    assert code == 200
+    policy = headers.get("content-security-policy", "")
+    assert "default-src 'self'" in policy and "connect-src 'self'" in policy and "img-src 'self' data: blob:" in policy
+    assert "http:" not in policy and "*" not in policy
+    code, _, body = status("/", Host="evil.example")
+    assert code == 403 and "evil.example" in body
+    code, _, body = status("/gradio_api/info", Origin="http://evil.example")
+    assert code == 403 and "cross-origin" in body
+    assert status("/gradio_api/info", Origin=f"http://127.0.0.1:{port}")[0] == 200
+    assert status("/", Host=f"localhost:{port}")[0] == 200

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 import pytest
 
+from tests.fakes import free_port  # noqa: E402
 from tests.conftest import PDFS, need
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -49,10 +50,6 @@ NEWEST_ANSWER_STARTS_IN_VIEW = """() => {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +94,7 @@ def test_question_answer_and_citation_highlight(server: tuple[Index, str], page)
     index, url = server
     pg = page
     expect = sync_api.expect
-    with index.lock:  # the engine is busy: the page must still say at once that it is searching
+    with index._lock:  # the index is busy (a writer holds it): the page must still say at once that it is searching
         pg.fill("#exorag-question textarea", EV_QUESTION)
         pg.press("#exorag-question textarea", "Enter")
         expect(pg.locator("#exorag-chat")).to_contain_text("Searching the index", timeout=20_000)
@@ -209,7 +206,7 @@ def test_generative_chat_streams_a_draft_then_the_checked_answer(built_index: Pa
     from exorag.web import handlers
     from exorag.ask.generate import config_from
 
-    from .test_generate import QUESTION, FakeLLM
+    from .fakes import QUESTION, FakeLLM
 
     fake = FakeLLM()
     fake.behaviour = "trickle"

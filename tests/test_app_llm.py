@@ -21,7 +21,7 @@ from exorag.index.index import Index, open_index  # noqa: E402
 from exorag.types import Filters  # noqa: E402
 
 from .test_app import free_port  # noqa: E402
-from .test_generate import QUESTION, FakeLLM, good_answer  # noqa: E402
+from .fakes import QUESTION, FakeLLM, good_answer  # noqa: E402
 from .test_generate import server as fake  # noqa: E402,F401  (the module-scoped fake model, shared fixture)
 
 
@@ -85,7 +85,7 @@ def test_ask_endpoint_in_generative_mode(built_index: Path, llm) -> None:  # typ
         result = client.predict(QUESTION, 8, api_name="/ask")  # type: ignore[attr-defined]
         assert result["mode"] == "llm" and result["citations"] and result["dropped"]
         for c in result["citations"]:
-            doc = index.conn.execute("SELECT text FROM documents WHERE id = ?", (c["doc_id"],)).fetchone()[0]
+            doc = index._conn.execute("SELECT text FROM documents WHERE id = ?", (c["doc_id"],)).fetchone()[0]
             assert doc[c["char_start"]:c["char_end"]] == c["quote"]
     finally:
         demo.close()  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from exorag.index import store
-from exorag.ask.cite import overlap
+from exorag.text import overlap
 from exorag.cli import main
 from exorag.index.index import open_index
 
@@ -44,7 +44,7 @@ def test_stdin_json_supports_paraphrase_and_not_off_topic(built_index: Path, cap
     try:
         for n, citation in enumerate(first["citations"], start=1):
             assert CITATION_KEYS <= set(citation) and citation["n"] == n
-            doc = store.get_document(index.conn, citation["doc_id"])
+            doc = index.get_document(citation["doc_id"])
             assert doc.text[citation["char_start"]:citation["char_end"]] == citation["quote"]
     finally:
         index.close()

@@ -63,7 +63,7 @@ def test_ask_json_quotes_are_verbatim_and_numbered(built_index: Path, capsys: py
     for n, citation in enumerate(citations, start=1):
         assert CITATION_KEYS <= set(citation)
         assert citation["n"] == n
-        doc = store.get_document(index.conn, citation["doc_id"])
+        doc = index.get_document(citation["doc_id"])
         assert doc.text[citation["char_start"]:citation["char_end"]] == citation["quote"]
         assert f"{citation['quote']} [{n}]" in payload["answer"]  # type: ignore[index]
         assert citation["url"].startswith("https://")

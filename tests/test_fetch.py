@@ -563,10 +563,10 @@ def test_fetch_pubmed_ingests_into_a_real_index(fake: FakeServices, tmp_path: Pa
 
     opened = open_index(index)
     try:
-        doc = store.get_document(opened.conn, "pmid:39000001")
+        doc = opened.get_document("pmid:39000001")
         assert doc.authors == ("Müller A", "Ødegaard KM", "EV-TRACK Consortium") and doc.year == 2024
         assert doc.pmcid == "PMC10000001" and doc.source == "pubmed" and doc.text.startswith("BACKGROUND: ")
-        assert store.counts(opened.conn)["documents"] == 3
+        assert opened.counts()["documents"] == 3
     finally:
         opened.close()
     assert main(["search", "exosomal PD-L1 suppresses CD8 T cells in the lymph node", "--index", str(index),

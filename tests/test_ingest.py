@@ -30,7 +30,7 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 def consistent(index) -> None:  # type: ignore[no-untyped-def]
     """Every chunk has exactly one vector and every vector a chunk."""
     ids = sorted(index.vectors.ids().tolist())
-    assert ids == store.chunk_ids(index.conn)
+    assert ids == index.chunk_ids()
 
 
 def test_reingest_adds_nothing_and_changed_document_replaces_chunks(tmp_path: Path) -> None:
@@ -39,21 +39,21 @@ def test_reingest_adds_nothing_and_changed_document_replaces_chunks(tmp_path: Pa
     index = open_index(tmp_path / "idx")
     first = ingest_paths(index, [data], progress=False)
     assert (first.added, first.updated, first.unchanged) == (8, 0, 0)
-    counts = store.counts(index.conn)
+    counts = index.counts()
     assert first.vectors_added == counts["chunks"] == index.vectors.size
     consistent(index)
 
     again = ingest_paths(index, [data], progress=False)
     assert (again.added, again.updated, again.unchanged, again.vectors_added) == (0, 0, 8, 0)
-    assert store.counts(index.conn) == counts
+    assert index.counts() == counts
 
     target = records[3]["id"]
-    old_chunks = {c.id for c in store.document_chunks(index.conn, target)}
+    old_chunks = {c.id for c in index.document_chunks(target)}
     records[3]["abstract"] = "Exosomal PD-L1 suppresses T cells in the draining lymph node. " * 3
     write_jsonl(data, records)
     changed = ingest_paths(index, [data], progress=False)
     assert (changed.added, changed.updated, changed.unchanged) == (0, 1, 7)
-    new_chunks = store.document_chunks(index.conn, target)
+    new_chunks = index.document_chunks(target)
     assert len(new_chunks) == 1 and not old_chunks & {c.id for c in new_chunks}
     assert changed.vectors_removed == len(old_chunks)
     consistent(index)
@@ -91,7 +91,7 @@ def test_bad_inputs_are_named_and_the_rest_is_ingested(tmp_path: Path) -> None:
     assert [str(p) for p in report.skipped] == [f"{unknown}: unsupported file type '.xlsx'; exorag reads "
                                                 ".bib, .jsonl, .markdown, .md, .ndjson, .pdf, .ris, .txt"]
     consistent(index)
-    doc = store.get_document(index.conn, "file:note")
+    doc = index.get_document("file:note")
     assert doc.title == "Dex vaccines" and doc.sections[0].heading == "Dex vaccines"
     assert doc.text[doc.sections[0].start:doc.sections[0].end].startswith("Dendritic-cell-derived exosomes")
 
@@ -120,7 +120,7 @@ def test_hostile_jsonl_values_skip_their_line_and_the_file_goes_on(tmp_path: Pat
             f"{data}:4: field 'id' holds a lone surrogate (U+DC80), not valid Unicode text; record skipped",
             f"{data}:6: field 'abstract' is 2,400,000 characters long, over the limit of 100,000; record skipped",
         ]
-        assert store.get_document(index.conn, "ok:2").year is None  # a boolean is no year
+        assert index.get_document("ok:2").year is None  # a boolean is no year
         consistent(index)
     finally:
         index.close()
@@ -192,5 +192,5 @@ def test_interrupted_ingest_resumes_without_loss_or_duplicates(tmp_path: Path) -
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "added 0, updated 0, unchanged 60" in resumed.stdout
     index = open_index(folder)
-    assert store.counts(index.conn)["documents"] == 60
+    assert index.counts()["documents"] == 60
     consistent(index)

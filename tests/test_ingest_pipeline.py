@@ -46,7 +46,7 @@ def test_sigalrm_waits_out_a_long_c_call_the_reader_process_kills_it(
         tmp_path: Path, hang_kind: None, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
-    stuck = write(folder / "a_stuck.hang", f"cloop {c_loop_size(2.0)}")
+    stuck = write(folder / "a_stuck.hang", f"cloop {c_loop_size(4.0)}")  # calibrated for 4 s: still > 1 s when load drops
     index = open_index(tmp_path / "idx")
 
     # In-process (SIGALRM): the alarm is due after 0.3 s but its handler runs only once the C call returns.
@@ -135,18 +135,18 @@ def test_embedding_overlaps_parsing_and_the_result_equals_a_sequential_run(tmp_p
     assert (report.added, report.updated, report.failed) == (32, 1, [])
     assert 0 < report.vectors_while_parsing <= report.vectors_added
     ids = index.vectors.ids().tolist()
-    assert len(ids) == len(set(ids)) and sorted(ids) == store.chunk_ids(index.conn)
+    assert len(ids) == len(set(ids)) and sorted(ids) == index.chunk_ids()
     assert report.vectors_removed == report.vectors_added - len(ids)  # the replaced document's first chunks
-    overlapped = store.counts(index.conn)
+    overlapped = index.counts()
     index.close()
 
     sequential = open_index(tmp_path / "sequential")
     plain = ingest_paths(sequential, [folder], progress=False, overlap=False)
     assert plain.vectors_while_parsing == 0 and plain.vectors_added == sequential.vectors.size
-    assert store.counts(sequential.conn) == overlapped
+    assert sequential.counts() == overlapped
     doc = records[0]["id"]
-    assert [c.text for c in store.document_chunks(sequential.conn, doc)] == \
-        [c.text for c in store.document_chunks(open_index(tmp_path / "overlap").conn, doc)]
+    assert [c.text for c in sequential.document_chunks(doc)] == \
+        [c.text for c in open_index(tmp_path / "overlap").document_chunks(doc)]
     sequential.close()
 
 
@@ -155,7 +155,7 @@ def test_kill_9_during_overlapped_ingest_then_rerun_loses_and_duplicates_nothing
     data.write_text("".join(json.dumps(r) + "\n" for r in corpus_records(n_head=100, n_tail=20)), encoding="utf-8")
     reference = open_index(tmp_path / "reference")
     ingest_paths(reference, [data], progress=False, embed=False)
-    expected = store.counts(reference.conn)
+    expected = reference.counts()
     reference.close()
 
     folder = tmp_path / "idx"
@@ -173,9 +173,9 @@ def test_kill_9_during_overlapped_ingest_then_rerun_loses_and_duplicates_nothing
     rerun = subprocess.run(cmd + ["-q"], capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     index = open_index(folder)
-    assert store.counts(index.conn) == expected
+    assert index.counts() == expected
     ids = index.vectors.ids().tolist()
-    assert len(ids) == len(set(ids)) and sorted(ids) == store.chunk_ids(index.conn)
+    assert len(ids) == len(set(ids)) and sorted(ids) == index.chunk_ids()
     index.close()
 
 

@@ -56,6 +56,7 @@ def _old_store_with_one_document(folder: Path) -> None:
     """A store as made before stemming: the same schema with the plain unicode61 FTS5 tokenizer."""
     import sqlite3
 
+    from exorag.build.enrich import derive
     from exorag.index import store
     from exorag.types import Chunk, Document, Section
 
@@ -65,7 +66,7 @@ def _old_store_with_one_document(folder: Path) -> None:
     conn.executescript(store.SCHEMA.replace('tokenize="porter unicode61', 'tokenize="unicode61'))
     text = "Exosomes are secreted vesicles. Tumour cells released them."
     doc = Document(id="d1", text=text, sections=(Section("Abstract", 0, len(text)),), title="Secreted exosomes")
-    store.put_document(conn, doc, [Chunk("d1", 0, text, "Abstract", None, 0, len(text))])
+    store.put_document(conn, doc, [Chunk("d1", 0, text, "Abstract", None, 0, len(text))], derive(doc))
     assert store.lexical_search(conn, '"vesicle"', 5) == []  # unstemmed: the singular misses "vesicles"
     conn.close()
 
@@ -130,11 +131,11 @@ def test_document_level_convex_fusion() -> None:
 def test_term_chunk_counts_stem_like_the_index(index) -> None:  # type: ignore[no-untyped-def]
     from exorag.index import store
 
-    counts = store.term_chunk_counts(index.conn, ["vesicles", "vesicle", "mir-21", "xyzzyqq"])
+    counts = index.term_chunk_counts(["vesicles", "vesicle", "mir-21", "xyzzyqq"])
     assert counts[0] == counts[1] > 0  # both stem to the same token
     assert counts[2] is None  # two tokens: a phrase, never pruned
     assert counts[3] == 0
-    expected = index.conn.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH '\"vesicles\"'").fetchone()[0]
+    expected = index._conn.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH '\"vesicles\"'").fetchone()[0]
     assert counts[0] == expected
 
 
@@ -145,8 +146,8 @@ def test_very_common_words_leave_the_bm25_side_of_large_indexes(index, monkeypat
     query = "Which vesicles carry PD-L1 zzyzx?"
     assert retrieve.searched_terms(index, query) == retrieve.query_terms(query)  # a small index: nothing pruned
     monkeypatch.setattr(retrieve, "PRUNE_FROM", 0)
-    size = store.chunk_id_bound(index.conn)
-    share = store.term_chunk_counts(index.conn, ["vesicles"])[0] / size
+    size = index.chunk_id_bound()
+    share = index.term_chunk_counts(["vesicles"])[0] / size
     assert share > 0.05
     monkeypatch.setattr(retrieve, "COMMON_TERM_SHARE", share / 2)
     assert retrieve.searched_terms(index, query) == ["carry", "pd-l1", "zzyzx"]  # rarer words and the phrase stay

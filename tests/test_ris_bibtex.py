@@ -94,8 +94,8 @@ def test_ingest_reads_ris_and_bib_and_names_records_without_abstract(tmp_path: P
             f"{FIXTURES / 'refs.bib'}:35: malformed @article entry: unbalanced braces",
             f"{FIXTURES / 'refs.ris'}:18: no abstract: 'Exosomes in the clinic: a comment'",
         }
-        assert store.counts(index.conn)["documents"] == 3
-        assert store.get_document(index.conn, "pmid:39000001").source == "ris"  # the later file replaced it
+        assert index.counts()["documents"] == 3
+        assert index.get_document("pmid:39000001").source == "ris"  # the later file replaced it
     finally:
         index.close()
 
@@ -124,7 +124,7 @@ def test_a_doubling_string_macro_chain_is_capped_named_and_the_file_goes_on(tmp_
     try:
         report = ingest_paths(index, [path], progress=False)
         assert report.added == 1 and any("entry 'bomb'" in str(p) for p in report.failed)
-        assert store.get_document(index.conn, "bomb:ok").title == "Fine"
+        assert index.get_document("bomb:ok").title == "Fine"
     finally:
         index.close()
 

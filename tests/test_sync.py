@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from exorag.build.enrich import derive
 from exorag.index import store
 from exorag.build.chunk import chunk_document
 from exorag.cli import main
@@ -35,7 +36,7 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 def faiss_ids_equal_chunk_ids(folder: Path) -> None:
     index = open_index(folder)
     try:
-        assert sorted(index.vectors.ids().tolist()) == store.chunk_ids(index.conn)
+        assert sorted(index.vectors.ids().tolist()) == index.chunk_ids()
     finally:
         index.close()
 
@@ -104,7 +105,7 @@ def test_sync_adds_updates_and_removes_only_under_its_folder(tmp_path: Path,
     assert (got["added"], got["updated"], got["unchanged"], got["removed"], got["failed"]) == (1, 1, 3, 2, 0)
     assert sorted(got["removed_ids"]) == sorted(["file:dex", records[0]["id"]])
     index = open_index(idx)
-    ids = {doc_id for doc_id, _ in store.document_origins(index.conn)}
+    ids = {doc_id for doc_id, _ in index.document_origins()}
     index.close()
     assert ids == {"file:keep", "file:pdl1", "file:sec", "file:new", records[1]["id"], records[2]["id"]}
     info = stats_json(idx, capsys)
@@ -123,14 +124,14 @@ def test_check_reports_drift_warns_on_search_and_repairs(tmp_path: Path, capsys:
     assert check(index)["consistent"]
     text = "Exosomes cross the blood-brain barrier."
     doc = Document(id="x:1", text=text, sections=(Section("Body", 0, len(text)),))
-    store.put_document(index.conn, doc, chunk_document(doc, index.embedder.count_tokens, 200))  # no vector yet
+    index.put_document(doc, chunk_document(doc, index.embedder.count_tokens, 200), derive(doc))  # no vector yet
     index.close()
     capsys.readouterr()
     assert main(["search", "exosomes", "--index", str(idx), "--mode", "lexical"]) == 0
     assert "warning: the index in" in capsys.readouterr().err  # 4 chunks, 3 vectors
 
     index = open_index(idx)
-    store.remove_document(index.conn, "file:dex")  # store only: its vector is now stale
+    index.remove_document("file:dex")  # store only: its vector is now stale
     drift = check(index)
     assert (drift["missing"], drift["stale"], drift["consistent"]) == (1, 1, False)
     index.close()
@@ -202,7 +203,7 @@ def test_a_remove_killed_before_saving_vectors_never_serves_them_and_its_rerun_f
 
     index = open_index(crashed)  # the store lost file:trials, the FAISS file still holds its 60 vectors
     try:
-        stale = set(index.vectors.ids().tolist()) - set(store.chunk_ids(index.conn))
+        stale = set(index.vectors.ids().tolist()) - set(index.chunk_ids())
         assert len(stale) == 60 and check(index)["stale"] == 60
         query = "dendritic cell exosomes in a lung cancer trial"
         raw = index.vectors.search(index.embedder.encode([query])[0], 50)
@@ -266,7 +267,7 @@ def forty(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     data = write_jsonl(root / "forty.jsonl", corpus_records(n_head=32, n_tail=8))
     index = open_index(root / "clean")
     ingest_paths(index, [data], progress=False)
-    counts = store.counts(index.conn)
+    counts = index.counts()
     clean = {"documents": counts["documents"], "chunks": counts["chunks"], "vectors": index.vectors.size}
     index.close()
     return data, clean

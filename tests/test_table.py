@@ -63,7 +63,7 @@ def test_table_filters(index) -> None:  # type: ignore[no-untyped-def]
     from exorag.index import store
 
     rows = evidence_table(index, "exosomes in cancer", k=10, filters=Filters(tags=("design=review",)))
-    tags = store.document_tags(index.conn, (r.doc_id for r in rows))
+    tags = index.document_tags((r.doc_id for r in rows))
     assert rows and all("review" in tags[r.doc_id]["design"] for r in rows)
 
 

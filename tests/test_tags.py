@@ -60,7 +60,7 @@ def test_rna_exosome_complex_papers_are_not_vesicle_papers() -> None:
 def test_parse_tag_normalises_and_names_the_problem() -> None:
     assert parse_tag("Design=Meta-Analysis") == ("design", "meta_analysis")
     assert parse_tag("ev-source = cell culture") == ("ev_source", "cell_culture")
-    assert parse_tags(["species=mouse", "species=mouse", "cancer=breast"]) == ("species=mouse", "cancer=breast")
+    assert parse_tags(["species=mouse", "species=mouse", "cancer=breast"]) == (("species", "mouse"), ("cancer", "breast"))
     with pytest.raises(TagError, match="unknown key 'colour'.*valid keys: topic, design, species"):
         parse_tag("colour=red")
     with pytest.raises(TagError, match="unknown value 'banana' for species; valid values: human, mouse"):
@@ -70,13 +70,13 @@ def test_parse_tag_normalises_and_names_the_problem() -> None:
 
 
 def test_every_document_is_tagged_at_ingest(index) -> None:  # type: ignore[no-untyped-def]
-    values = store.tag_values(index.conn)
+    values = index.tag_values()
     assert list(values) == list(TAG_KEYS)
     counts = dict(values["topic"])
     assert counts["extracellular_vesicle"] > 80
     assert all(v in TAG_VALUES[k] for k, pairs in values.items() for v, _ in pairs)
-    doc = store.get_document(index.conn, "pmid:40682963")  # Kasumi-1 exosomes, TP53 acute leukaemia
-    tags = store.document_tags(index.conn, [doc.id])[doc.id]
+    doc = index.get_document("pmid:40682963")  # Kasumi-1 exosomes, TP53 acute leukaemia
+    tags = index.document_tags([doc.id])[doc.id]
     assert tags == tag_document(doc)
     assert tags["cancer"] == ["leukaemia"] and "western_blot" in tags["characterisation"]
 
@@ -86,18 +86,18 @@ def test_tag_filter_applies_to_every_mode(index, mode: str) -> None:  # type: ig
     filters = Filters(tags=("design=review",))
     hits = search(index, "extracellular vesicles drug delivery", k=10, mode=mode, filters=filters)  # type: ignore[arg-type]
     assert hits
-    tags = store.document_tags(index.conn, (h.document.id for h in hits))
+    tags = index.document_tags((h.document.id for h in hits))
     assert all("review" in tags[h.document.id]["design"] for h in hits)
 
 
 def test_tag_filters_combine_like_the_other_filters(index) -> None:  # type: ignore[no-untyped-def]
     either = Filters(tags=("cancer=pancreatic", "cancer=colorectal"))
     hits = search(index, "exosomal microRNA biomarkers", k=20, filters=either)
-    tags = store.document_tags(index.conn, (h.document.id for h in hits))
+    tags = index.document_tags((h.document.id for h in hits))
     assert hits and all({"pancreatic", "colorectal"} & set(tags[h.document.id]["cancer"]) for h in hits)
     both = Filters(tags=("cancer=colorectal", "design=animal_model"))
     hits = search(index, "exosomes", k=20, filters=both)
-    tags = store.document_tags(index.conn, (h.document.id for h in hits))
+    tags = index.document_tags((h.document.id for h in hits))
     assert all("colorectal" in tags[h.document.id]["cancer"] and "animal_model" in tags[h.document.id]["design"]
                for h in hits)
     assert search(index, "exosomes", filters=Filters(tags=("topic=rna_exosome_complex", "ev_source=urine"))) == []

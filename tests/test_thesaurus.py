@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from exorag.build import enrich
 from exorag.index import store
 from exorag.build import thesaurus
 from exorag.cli import main
@@ -71,16 +72,16 @@ def test_abbreviation_mining_on_a_real_abstract() -> None:
 
 
 def test_mined_abbreviations_are_stored_and_expand_capitalised_short_forms(index) -> None:  # type: ignore[no-untyped-def]
-    rows = index.conn.execute("SELECT count(DISTINCT doc_id) FROM abbreviations").fetchone()[0]
+    rows = index._conn.execute("SELECT count(DISTINCT doc_id) FROM abbreviations").fetchone()[0]
     assert rows > 50
-    forms = store.long_forms(index.conn, ["ev", "nta"])
+    forms = index.long_forms(["ev", "nta"])
     assert ("extracellular vesicles", ) == tuple(lf for lf, n in forms["ev"] if n == max(m for _, m in forms["ev"]))
     assert any(lf == "nanoparticle tracking analysis" for lf, _ in forms["nta"])
     mined = {e.concept: e for e in thesaurus.abbreviation_expansions("NTA of urine samples",
-                                                                     lambda keys: store.long_forms(index.conn, keys))}
+                                                                     lambda keys: index.long_forms(keys))}
     assert mined["abbr:nta"].synonyms[0] == "nanoparticle tracking analysis"
     # lower-case words are never taken for abbreviations; thesaurus phrases are not expanded twice
-    assert thesaurus.abbreviation_expansions("nta of urine", lambda keys: store.long_forms(index.conn, keys)) == []
+    assert thesaurus.abbreviation_expansions("nta of urine", lambda keys: index.long_forms(keys)) == []
     concepts = [e.concept for e in expansions(index, "EV isolation")]
     assert concepts == ["ev"]
 
@@ -119,11 +120,11 @@ def test_index_built_before_tags_is_migrated_on_open(built_index: Path, tmp_path
     assert before > 0
     idx = open_index(old)
     try:
-        assert idx.conn.execute("SELECT count(*) FROM doc_tags").fetchone()[0] == before
-        assert idx.conn.execute("SELECT count(*) FROM abbreviations").fetchone()[0] > 0
-        assert store.migrate(idx.conn) == []  # nothing left to do
-        idx.conn.execute("UPDATE store_meta SET value = '0' WHERE key = 'tags_version'")
-        assert store.migrate(idx.conn) == ["tags_version"]  # changed rules: recomputed
+        assert idx._conn.execute("SELECT count(*) FROM doc_tags").fetchone()[0] == before
+        assert idx._conn.execute("SELECT count(*) FROM abbreviations").fetchone()[0] > 0
+        assert idx.migrate() == []  # nothing left to do
+        idx._conn.execute("UPDATE store_meta SET value = '0' WHERE key = 'tags_version'")
+        assert idx.migrate() == ["tags_version"]  # changed rules: recomputed
     finally:
         idx.close()
 
@@ -136,8 +137,8 @@ def test_locked_index_that_needs_tags_is_a_clear_error(built_index: Path, tmp_pa
     db.execute("BEGIN IMMEDIATE")  # another process holds the write lock past sqlite's 5 s wait
     try:
         with pytest.raises(store.StoreError, match="study tags and abbreviations.*database is locked"):
-            store.connect(old)
+            store.connect(old, enrich.derive, enrich.VERSIONS)
     finally:
         db.execute("ROLLBACK")
         db.close()
-    store.connect(old).close()  # once the lock is gone the same open computes them
+    store.connect(old, enrich.derive, enrich.VERSIONS).close()  # once the lock is gone the same open computes them

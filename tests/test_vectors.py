@@ -162,6 +162,7 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EXORAG_NPROBE", "many")
     with pytest.raises(ExoragError, match="EXORAG_NPROBE='many'"):
         default_nprobe(100)
+    monkeypatch.setenv("EXORAG_NPROBE", "7")
     monkeypatch.setenv("EXORAG_APPROX_THRESHOLD", "1e5")
     with pytest.raises(ExoragError, match="EXORAG_APPROX_THRESHOLD='1e5'"):
         default_threshold()

@@ -22,18 +22,17 @@ import re
 from functools import lru_cache
 
 from exorag.ask import judge as judges
-from exorag.index import store
 from exorag.build import thesaurus
 from exorag.build.chunk import split_sentences
 from exorag.index.index import Index
 from exorag.output.render import consensus_line
 from exorag.ask.retrieve import normalize_query, query_terms, search
+from exorag.text import near_duplicate, term_overlap
 from exorag.types import Answer, Citation, Filters, Hit
 
 JUDGED = 24  # candidates (see `prefilter`) that the judge reads per question
 MIN_SENTENCE_CHARS = 30
 RARE_SHARE = 0.002  # a question word found in fewer than this share of the index's chunks is a specific term
-_TOKEN = re.compile(r"\w+")
 
 
 # Sentences about the paper rather than about the world ("this review focuses on...", "here we discuss...",
@@ -60,18 +59,6 @@ _META = re.compile(
 def is_meta(sentence: str) -> bool:
     """Whether a sentence frames the paper (its aim, scope or topic's popularity) rather than stating a finding."""
     return _META.search(sentence) is not None
-
-
-def _overlap(terms: list[str], sentence: str) -> float:
-    if not terms:
-        return 0.0
-    words = set(_TOKEN.findall(sentence.lower()))
-    return sum(1 for t in terms if t in words or all(p in words for p in _TOKEN.findall(t))) / len(terms)
-
-
-def _near_duplicate(a: str, b: str) -> bool:
-    sa, sb = set(_TOKEN.findall(a.lower())), set(_TOKEN.findall(b.lower()))
-    return bool(sa and sb) and len(sa & sb) / len(sa | sb) > 0.6
 
 
 _FRONT_MATTER = re.compile(
@@ -126,7 +113,7 @@ def prefilter(question: str, candidates: list[tuple[Hit, int, int]], texts: list
     their passage's retrieval score (no second embedding pass: the judge is what decides)."""
     terms = query_terms(question)
     top = max((hit.score for hit, _, _ in candidates), default=0.0) or 1.0
-    prelim = [_overlap(terms, t) + 0.5 * hit.score / top for (hit, _, _), t in zip(candidates, texts)]
+    prelim = [term_overlap(terms, t) + 0.5 * hit.score / top for (hit, _, _), t in zip(candidates, texts)]
     return sorted(range(len(candidates)), key=lambda i: -prelim[i])[:n]
 
 
@@ -143,9 +130,8 @@ def specific_terms(index: Index, question: str) -> list[str]:
             candidates.append(word)
     if not candidates:
         return []
-    with index.lock:
-        size = max(1, store.chunk_count(index.conn))
-        counts = store.term_chunk_counts(index.conn, [c.lower() for c in candidates])
+    size = max(1, index.chunk_count())
+    counts = index.term_chunk_counts([c.lower() for c in candidates])
     out = []
     for word, n in zip(candidates, counts):
         if gene_shaped(word) or (n is not None and n < RARE_SHARE * size and len(word) > 3):
@@ -196,7 +182,7 @@ def ask(
         hit, _, _ = candidates[i]
         if len(chosen) == max_sentences:
             break
-        if per_paper.get(hit.document.id, 0) >= per_doc or any(_near_duplicate(texts[i], texts[j]) for j in chosen):
+        if per_paper.get(hit.document.id, 0) >= per_doc or any(near_duplicate(texts[i], texts[j]) for j in chosen):
             continue
         per_paper[hit.document.id] = per_paper.get(hit.document.id, 0) + 1
         chosen.append(i)

@@ -19,7 +19,6 @@ than one sentence.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from exorag.ask import judge as judges
@@ -28,15 +27,14 @@ from exorag.build.chunk import split_sentences
 from exorag.errors import EmptyQuery
 from exorag.index.index import Index
 from exorag.ask.judge import Judgement
-from exorag.ask.retrieve import STOPWORDS, search
+from exorag.ask.retrieve import search
+from exorag.text import content_words, overlap, parts
 from exorag.types import Citation, Filters, Hit
 
 JUDGED = 24  # sentences per claim that the judge reads (answer.prefilter)
 MIN_OVERLAP = 0.3  # share of the claim's content words the passage (or its title) must contain to count
 MAX_QUOTES = 3  # supporting (and contradicting) quotes reported per sentence by `cite`
 VERDICTS = ("supported", "contradicted", "mixed", "unsupported")
-_WORD = re.compile(r"\w+(?:[-'’]\w+)*")
-_PART = re.compile(r"\w+")
 
 
 @dataclass(frozen=True)
@@ -99,45 +97,15 @@ class SentenceSupport:
         return self.verdict == "supported"
 
 
-def _stem(word: str) -> str:
-    word = word.lower().replace("our", "or")  # tumour/tumor, behaviour/behavior
-    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-        word = word[:-1]  # drives/drive, cells/cell
-    return word[:6]
-
-
-def content_words(text: str) -> list[str]:
-    """The claim's content words (no stopwords, no single letters), in order, without duplicates."""
-    out: list[str] = []
-    for word in _WORD.findall(text.lower()):
-        if word not in STOPWORDS and word not in out and (len(word) > 1 or word.isdigit()):
-            out.append(word)
-    return out
-
-
-def overlap(claim: str, passage: str) -> float:
-    """Share of the claim's content words present in `passage` (a hyphenated word counts when all parts are)."""
-    words = content_words(claim)
-    if not words:
-        return 0.0
-    stems = {_stem(w) for w in _PART.findall(passage)} | {_stem(w) for w in _WORD.findall(passage)}
-    found = sum(1 for w in words if _stem(w) in stems or all(_stem(p) in stems for p in _PART.findall(w)))
-    return found / len(words)
-
-
 def _sentences(hit: Hit) -> list[tuple[int, int]]:
     spans = [(s, e) for _, s, e in candidate_sentences([hit])]
     return spans or split_sentences(hit.document.text, hit.chunk.char_start, hit.chunk.char_end) or [
         (hit.chunk.char_start, hit.chunk.char_end)]
 
 
-def _tokens(text: str) -> list[str]:
-    return _PART.findall(text.lower())
-
-
 def restates(claim: str, sentence: str) -> bool:
     """Whether the claim's words (at least six) occur in the sentence in order and unbroken: a quotation."""
-    c, s = " ".join(_tokens(claim)), " ".join(_tokens(sentence))
+    c, s = " ".join(parts(claim)), " ".join(parts(sentence))
     return len(c.split()) >= 6 and f" {c} " in f" {s} "
 
 

@@ -11,10 +11,10 @@ that exist, and a sentence of the passages it cites must support it; otherwise i
 "[unsupported]"). A sentence that a cited passage contradicts (and none supports) is always dropped, and reported
 as contradicted, with the contradicting quote. Each kept citation points at the verbatim best-supporting sentence of the cited passage, with
 offsets into the document text, exactly like the extractive answer; numbers are reassigned in order of appearance.
-When the server cannot be reached, times out, answers an HTTP error or something malformed, or when no sentence
-survives, the extractive answer (exorag.ask.answer) is returned with a note saying why. Nothing is sent anywhere unless
-an LLM URL is given. Deliberately left out: showing tokens as they stream (the answer is only shown once checked),
-chat history, tool calls, and retries.
+When the server cannot be reached, times out, answers an HTTP error or something malformed, stops a stream before
+its end (no finish_reason, no [DONE]), or when no sentence survives, the extractive answer (exorag.ask.answer) is
+returned with a note saying why. Nothing is sent anywhere unless an LLM URL is given. Deliberately left out:
+showing tokens as they stream (the answer is only shown once checked), chat history, tool calls, and retries.
 """
 
 from __future__ import annotations
@@ -189,21 +189,29 @@ def _content_of(payload: Any, stream: bool) -> str:
 
 
 def _read_sse(lines: Iterable[bytes | str], on_text: Callable[[str], None] | None = None) -> str:
+    """The streamed reply; LLMError when the stream stops before its end (no finish_reason and no [DONE]): a
+    server that dies mid-reply closes the connection, and http.client reads that as a clean end of a chunked body."""
     pieces = []
+    finished = False
     for raw in lines:
         line = raw.decode("utf-8", "replace").strip() if isinstance(raw, bytes) else raw.strip()
         if not line.startswith("data:"):
             continue  # blank lines, ": keep-alive" comments, "event:" lines
         data = line[5:].strip()
         if data == "[DONE]":
+            finished = True
             break
         try:
             payload = json.loads(data)
         except ValueError as exc:
             raise LLMError(f"malformed response: an event is not JSON ({data[:80]!r})") from exc
         pieces.append(_content_of(payload, stream=True))
+        choice = payload["choices"][0] if payload["choices"] else None
+        finished = finished or bool(isinstance(choice, dict) and choice.get("finish_reason"))
         if on_text is not None and pieces[-1]:
             on_text("".join(pieces))
+    if not finished:
+        raise LLMError("the stream ended before the reply was complete (no finish_reason, no [DONE])")
     return "".join(pieces)
 
 
@@ -356,15 +364,13 @@ def generate(
 ) -> Generated:
     """A verified LLM answer from the top `k` passages, or the extractive answer with a note saying why not.
 
-    The steps that read the index (search, the fallback) run under `index.lock`; the request to the model and the
-    judge's verification of its reply do not, so other questions are answered meanwhile. `on_text`: see `chat`."""
+    One search: the fallback answers from the passages already found. Nothing here holds the index's lock beyond a
+    store call, so other questions are answered while the model writes. `on_text`: see `chat`."""
     question = normalize_query(question)
-    with index.lock:
-        hits = search(index, question, k=k, filters=filters, expand=expand)
+    hits = search(index, question, k=k, filters=filters, expand=expand)
 
     def fallback(note: str, rejected: tuple[Rejected, ...] = ()) -> Generated:
-        with index.lock:  # the passages already found: no second search
-            plain = extractive.ask(index, question, k=k, filters=filters, expand=expand, hits=hits)
+        plain = extractive.ask(index, question, k=k, filters=filters, expand=expand, hits=hits)
         return Generated(answer=plain, mode="extractive", note=note, rejected=rejected,
                          unsupported=config.unsupported)
 

@@ -21,12 +21,12 @@ from __future__ import annotations
 import re
 from typing import Literal, TypeVar
 
-from exorag.index import store
 from exorag.build import thesaurus
 import numpy as np
 
 from exorag.errors import EmptyQuery, InvalidText
 from exorag.index.index import Index, search_vectors
+from exorag.text import TERM, content_words
 from exorag.types import Filters, Hit
 
 Mode = Literal["hybrid", "dense", "lexical"]
@@ -41,13 +41,7 @@ PRUNE_FROM = 100_000  # chunks from which very common query words are left out o
 COMMON_TERM_SHARE = 0.10  # "very common": in more than this share of the chunks
 MAX_QUERY_CHARS = 2000
 MAX_QUERY_TERMS = 48
-STOPWORDS = frozenset(
-    "a an and are as at be by can could did do does for from had has have how in into is it its of on or that the "
-    "their there these this those to was were what when where which who whom why will with would about than then "
-    "they them we our you your i me my not no yes also there been being between both each more most other some such "
-    "only own same so too very just over under again further once here all any few nor".split()
-)
-_WORD = re.compile(r"\w+(?:[-.'’]\w+)*")
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -61,18 +55,14 @@ def normalize_query(query: str) -> str:
                 else f"a lone surrogate U+{code:04X}")
         raise InvalidText(f"the query is not valid text: it holds {what} (check the terminal's encoding)")
     query = " ".join((query or "").split())[:MAX_QUERY_CHARS]
-    if not _WORD.search(query):
+    if not TERM.search(query):
         raise EmptyQuery("the query is empty: type a question or some keywords")
     return query
 
 
 def query_terms(query: str) -> list[str]:
-    """Content words of the query, in order, without duplicates or stopwords."""
-    terms = []
-    for word in _WORD.findall(query.lower()):
-        if word not in STOPWORDS and word not in terms and (len(word) > 1 or word.isdigit()):
-            terms.append(word)
-    return terms[:MAX_QUERY_TERMS]
+    """Content words of the query (text.TERM words), in order, without duplicates or stopwords."""
+    return content_words(query, TERM)[:MAX_QUERY_TERMS]
 
 
 def fts_expression(query: str, terms: list[str] | None = None) -> str:
@@ -87,11 +77,10 @@ def searched_terms(index: Index, query: str) -> list[str]:
     terms = query_terms(query)
     if len(terms) < 2:
         return terms
-    with index.lock:
-        size = store.chunk_id_bound(index.conn)
-        if size < PRUNE_FROM:
-            return terms
-        counts = store.term_chunk_counts(index.conn, terms)
+    size = index.chunk_id_bound()
+    if size < PRUNE_FROM:
+        return terms
+    counts = index.term_chunk_counts(terms)
     kept = [t for t, n in zip(terms, counts) if n is None or n <= COMMON_TERM_SHARE * size]
     return kept or terms
 
@@ -106,8 +95,7 @@ def expansions(index: Index, query: str) -> list[thesaurus.Expansion]:
     curated = thesaurus.curated_expansions(query)
 
     def lookup(keys: list[str]) -> dict[str, list[tuple[str, int]]]:
-        with index.lock:
-            return store.long_forms(index.conn, keys)
+        return index.long_forms(keys)
 
     handled = {p for e in curated for p in e.present + e.synonyms}
     return curated + thesaurus.abbreviation_expansions(query, lookup, skip=handled)
@@ -134,16 +122,15 @@ def lexical_search(
     found = expansions(index, query) if expand else []
     if not expression and not found:
         return []
-    with index.lock:
-        own = store.lexical_search(index.conn, expression, k, filters) if expression else []
-        more = []
-        for e in found:
-            ranking = store.lexical_search(index.conn, expansion_expression(e), k, filters)
-            # A passage naming several synonyms must not outscore one with the user's own word: cap the credit at
-            # the best score the query's own phrases reach in any passage.
-            best = store.lexical_search(index.conn, phrases_expression(list(e.present)), 1, filters) if e.present else []
-            cap = best[0][1] if best else None
-            more.append([(cid, score if cap is None else min(score, cap)) for cid, score in ranking])
+    own = index.lexical_search(expression, k, filters) if expression else []
+    more = []
+    for e in found:
+        ranking = index.lexical_search(expansion_expression(e), k, filters)
+        # A passage naming several synonyms must not outscore one with the user's own word: cap the credit at
+        # the best score the query's own phrases reach in any passage.
+        best = index.lexical_search(phrases_expression(list(e.present)), 1, filters) if e.present else []
+        cap = best[0][1] if best else None
+        more.append([(cid, score if cap is None else min(score, cap)) for cid, score in ranking])
     if not any(more):
         return own
     scores = dict(own)
@@ -219,15 +206,13 @@ def search(
     depth = max(50, k * 5)
     allowed = None
     if filters is not None and not filters.empty:
-        with index.lock:
-            allowed = np.array(store.allowed_chunk_ids(index.conn, filters), dtype=np.int64)
+        allowed = np.array(index.allowed_chunk_ids(filters), dtype=np.int64)
         if len(allowed) == 0:
             return []
     dense = dense_search(index, query, depth, allowed) if mode in ("hybrid", "dense") else []
     lexical = lexical_search(index, query, depth, filters, expand) if mode in ("hybrid", "lexical") else []
-    with index.lock:
-        chunks = store.get_chunks(index.conn, dict.fromkeys([cid for cid, _ in dense + lexical]))
-        docs = store.get_documents(index.conn, (c.doc_id for c in chunks.values()))
+    chunks = index.get_chunks(dict.fromkeys([cid for cid, _ in dense + lexical]))
+    docs = index.get_documents((c.doc_id for c in chunks.values()))
     if mode == "dense":
         scores = dict(dense)
     elif mode == "lexical":

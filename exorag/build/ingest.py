@@ -36,8 +36,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from exorag.index import store
 from exorag.build.chunk import chunk_document
+from exorag.build.enrich import derive
 from exorag.index.embed_thread import EmbedThread
 from exorag.errors import FileTimeout, ParseError, UnsupportedFile
 from exorag.settings import BuildSettings, current
@@ -51,15 +51,7 @@ FILE_TIMEOUT_S = BuildSettings.file_timeout_s
 ISOLATED = {".pdf"}  # kinds whose reader runs in a child process (exorag.build.reader_process): a hard limit, crashes contained
 
 
-@dataclass
-class Problem:
-    path: str
-    reason: str
-    line: int | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line is not None else self.path
-        return f"{where}: {self.reason}"
+Problem = ParseError  # a report's entry is the error met: its path, reason and line (str: "path:line: reason")
 
 
 @dataclass
@@ -78,10 +70,6 @@ class IngestReport:
     @property
     def ingested(self) -> int:
         return self.added + self.updated + self.unchanged
-
-
-def _problem(exc: ParseError) -> Problem:
-    return Problem(path=exc.path, reason=exc.reason, line=exc.line)
 
 
 def _can_time(limit: float | None) -> bool:
@@ -185,19 +173,18 @@ def ingest_paths(
                     for item in _items(path, file_timeout, readers):
                         bar.update(1)
                         if isinstance(item, ParseError):
-                            note(_problem(item), report.failed)
+                            note(item, report.failed)
                             continue
                         report.seen.add(item.id)
                         chunks = chunk_document(item, count_tokens, CHUNK_TOKENS)
-                        with index.lock:
-                            outcome = store.put_document(index.conn, item, chunks)
+                        outcome = index.put_document(item, chunks, derive(item))  # analysis off the lock
                         setattr(report, outcome, getattr(report, outcome) + 1)
                 except UnsupportedFile as exc:
-                    note(_problem(exc), report.skipped)
+                    note(exc, report.skipped)
                 except ParseError as exc:
                     if expired():  # a reader may have wrapped the timeout into its own ParseError
                         exc = _timeout(path, file_timeout)
-                    note(_problem(exc), report.failed)
+                    note(exc, report.failed)
                 except (KeyboardInterrupt, MemoryError):
                     raise
                 except Exception as exc:  # a reader bug must not sink the batch
@@ -214,8 +201,7 @@ def ingest_paths(
     if behind is not None and behind.error is not None:
         raise behind.error
     if embed:
-        with index.lock:
-            synced = sync_vectors(index, progress=progress, bar=behind.bar if behind is not None else None)
+        synced = sync_vectors(index, progress=progress, bar=behind.bar if behind is not None else None)
         report.vectors_added += synced["added"]
         report.vectors_removed = synced["removed"]
     return report

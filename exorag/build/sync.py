@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from exorag.index import store
 from exorag.errors import ExoragError, NotFound
 from exorag.index.index import Index, sync_vectors
 from exorag.build.ingest import FILE_TIMEOUT_S, IngestReport, Problem, ingest_paths
@@ -58,7 +57,7 @@ def stale_documents(index: Index, folder: Path, seen: set[str], keep_files: set[
     """Ids of documents read from under `folder` that are not in `seen` and whose file is not in `keep_files`."""
     root = folder.resolve()
     stale = []
-    for doc_id, origin in store.document_origins(index.conn):
+    for doc_id, origin in index.document_origins():
         path = _resolved(origin)
         if path is None or doc_id in seen or not path.is_relative_to(root) or path in keep_files:
             continue
@@ -73,14 +72,12 @@ def remove_documents(index: Index, doc_ids: Iterable[str], embed: bool = True) -
     report = RemoveReport()
     for doc_id in dict.fromkeys(doc_ids):
         try:
-            with index.lock:
-                store.remove_document(index.conn, doc_id)
+            index.remove_document(doc_id)
             report.removed.append(doc_id)
         except NotFound:
             report.not_found.append(doc_id)
     if embed:
-        with index.lock:
-            report.vectors_removed = sync_vectors(index, progress=False)["removed"]
+        report.vectors_removed = sync_vectors(index, progress=False)["removed"]
     return report
 
 
@@ -101,8 +98,7 @@ def sync_folder(
     report = SyncReport(ingest=ingested)
     stale = stale_documents(index, folder, ingested.seen, keep)
     report.removed = remove_documents(index, stale, embed=False).removed
-    with index.lock:
-        synced = sync_vectors(index, progress=progress)
+    synced = sync_vectors(index, progress=progress)
     report.vectors_added, report.vectors_removed = synced["added"], synced["removed"]
     ingested.vectors_added, ingested.vectors_removed = synced["added"], synced["removed"]
     return report

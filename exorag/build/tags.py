@@ -308,6 +308,6 @@ def parse_tag(spec: str) -> tuple[str, str]:
     return key, value
 
 
-def parse_tags(specs: Iterable[str]) -> tuple[str, ...]:
-    """Normalised 'key=value' strings for Filters.tags (TagError names the first bad one)."""
-    return tuple(dict.fromkeys("=".join(parse_tag(s)) for s in specs))
+def parse_tags(specs: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """Normalised (key, value) pairs for Filters.tags, without repeats (TagError names the first bad one)."""
+    return tuple(dict.fromkeys(parse_tag(s) for s in specs))

@@ -28,7 +28,8 @@ from typing import Any
 from exorag.errors import FetchError, ParseError, ServiceUnreachable
 from exorag.build.sources import pdf as pdf_reader
 from exorag.fetch import FetchReport, Progress, markup, say, summarise
-from exorag.fetch.files import DEFAULT_OUT, RawCache, cached, merge_records, read_state, stem, write_atomic, write_state
+from exorag.fetch.files import DEFAULT_OUT, RawCache, cached, merge_records, read_state, stem, write_state
+from exorag.files import write_atomic
 from exorag.fetch.http import Client, HttpStatus, europepmc
 from exorag.fetch.jats import parse_fulltext
 

@@ -11,11 +11,11 @@ Deliberately left out: arXiv / bioRxiv ids, ISBNs, and matching references by ti
 from __future__ import annotations
 
 import re
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from exorag.text import normalise_doi
 from exorag.errors import FetchError, ServiceUnreachable
 from exorag.fetch import FetchReport, Progress, say, summarise
 from exorag.fetch.europepmc import result_record, search
@@ -27,7 +27,6 @@ _DOI = re.compile(r"\b10\.\d{4,9}/[^\s\"<>]+")
 _PMID = re.compile(r"\bPMID\s*:?\s*(\d{1,8})\b", re.IGNORECASE)
 _BARE = re.compile(r"^[ \t]*(\d{7,8})[ \t]*$", re.MULTILINE)
 _PMCID = re.compile(r"\bPMC\s?(\d{4,9})\b", re.IGNORECASE)
-_PAIRS = {")": "(", "]": "[", "}": "{"}
 EUROPEPMC_BATCH = 20
 
 
@@ -41,18 +40,6 @@ class Identifiers:
         return len(self.pmids) + len(self.pmcids) + len(self.dois)
 
 
-def _trim_doi(doi: str) -> str:
-    """Drop trailing punctuation and closing brackets that have no opening partner inside the DOI."""
-    doi = urllib.parse.unquote(doi)
-    while doi:
-        last = doi[-1]
-        if last in ".,;:'\"":
-            doi = doi[:-1]
-        elif last in _PAIRS and doi.count(_PAIRS[last]) < doi.count(last):
-            doi = doi[:-1]
-        else:
-            break
-    return doi
 
 
 def extract(text: str) -> Identifiers:
@@ -66,7 +53,7 @@ def extract(text: str) -> Identifiers:
             bucket.append(value)
 
     def blank(match: re.Match[str]) -> str:
-        doi = _trim_doi(match.group(0))
+        doi = normalise_doi(match.group(0))
         add(found.dois, doi, "doi:" + doi.lower())
         return " " * len(match.group(0))
 

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from exorag.index import embed, store
-from exorag.index.index import Index
+from exorag.index import store
+from exorag.index.index import Index, embed_batch
 
 SCAN = 4096  # chunk ids read from the store per query
 
@@ -69,17 +69,14 @@ class EmbedThread:
                 for start in range(0, len(todo), self.batch_size):
                     if self._stop.is_set():
                         break
-                    rows = list(store.iter_chunks(conn, todo[start:start + self.batch_size]))
-                    if not rows:
+                    done = embed_batch(self.index, conn, todo[start:start + self.batch_size], self.batch_size)
+                    if not done:
                         continue
-                    texts = [embed.passage_text(title, chunk.text) for chunk, title in rows]
-                    vecs = self.index.embedder.encode(texts, batch_size=self.batch_size)
-                    vectors.add(np.array([chunk.id for chunk, _ in rows], dtype=np.int64), vecs)
-                    self.added += len(rows)
+                    self.added += done
                     dirty = True
                     if self.bar is None:
                         self.bar = tqdm(unit="chunk", desc="embedding", disable=not self.progress)
-                    self.bar.update(len(rows))
+                    self.bar.update(done)
                     if time.monotonic() - last_save > self.save_every_s:
                         vectors.save()
                         last_save, dirty = time.monotonic(), False

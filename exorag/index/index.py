@@ -15,13 +15,14 @@ drift that appears while an index is open).
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -38,12 +39,54 @@ def default_folder() -> Path:
     return current().index.folder
 
 
+def _locked(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """An Index method from a store function: it takes the index's lock and passes the index's connection."""
+
+    @functools.wraps(fn)
+    def method(self: "Index", *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return fn(self._conn, *args, **kwargs)
+
+    return method
+
+
 @dataclass
 class Index:
+    """An open index folder. It owns its SQLite connection and lock: callers use the methods below (each takes the
+    lock for one store call), never the connection. Safe to share between threads."""
+
     folder: Path
     model_name: str
-    conn: sqlite3.Connection = field(repr=False)
-    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _conn: sqlite3.Connection = field(repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    # documents and chunks
+    put_document = _locked(store.put_document)
+    remove_document = _locked(store.remove_document)
+    get_document = _locked(store.get_document)
+    get_documents = _locked(store.get_documents)
+    document_chunks = _locked(store.document_chunks)
+    document_hash = _locked(store.document_hash)
+    get_chunks = _locked(store.get_chunks)
+    chunk_ids = _locked(store.chunk_ids)
+    chunk_count = _locked(store.chunk_count)
+    chunk_id_bound = _locked(store.chunk_id_bound)
+    existing_chunk_ids = _locked(store.existing_chunk_ids)
+    # lexical search, filters, terms
+    lexical_search = _locked(store.lexical_search)
+    allowed_chunk_ids = _locked(store.allowed_chunk_ids)
+    term_chunk_counts = _locked(store.term_chunk_counts)
+    long_forms = _locked(store.long_forms)
+    # tags and what the corpus holds
+    document_tags = _locked(store.document_tags)
+    tag_values = _locked(store.tag_values)
+    distinct_sources = _locked(store.distinct_sources)
+    distinct_pub_types = _locked(store.distinct_pub_types)
+    pub_type_counts = _locked(store.pub_type_counts)
+    counts = _locked(store.counts)
+    year_counts = _locked(store.year_counts)
+    source_counts = _locked(store.source_counts)
+    recent_documents = _locked(store.recent_documents)
 
     @cached_property
     def embedder(self) -> embed.Embedder:
@@ -62,8 +105,21 @@ class Index:
             self._vectors = open_vectors(self.folder, self.model_name, dim)
         return self._vectors
 
+    def document_origins(self) -> list[tuple[str, str]]:
+        """(document id, origin) of every document, read at once under the lock."""
+        with self._lock:
+            return list(store.document_origins(self._conn))
+
+    def migrate(self) -> list[str]:
+        """Recompute tags / abbreviations stored under older rules (open_index already did); what was redone."""
+        from exorag.build import enrich
+
+        with self._lock:
+            return store.migrate(self._conn, enrich.derive, enrich.VERSIONS)
+
     def close(self) -> None:
-        self.conn.close()
+        with self._lock:
+            self._conn.close()
 
 
 def open_index(folder: Path | None = None, model: str | None = None) -> Index:
@@ -77,7 +133,9 @@ def open_index(folder: Path | None = None, model: str | None = None) -> Index:
             f"the index in {folder} was built with model {recorded!r}, not {wanted!r}; "
             f"query it with --model {recorded} or build a new index with --index"
         )
-    return Index(folder=folder, model_name=wanted, conn=store.connect(folder))
+    from exorag.build import enrich  # the rules an older index's tags and abbreviations are recomputed by
+
+    return Index(folder=folder, model_name=wanted, _conn=store.connect(folder, enrich.derive, enrich.VERSIONS))
 
 
 def chunk_id_array(conn: sqlite3.Connection) -> np.ndarray:
@@ -87,14 +145,20 @@ def chunk_id_array(conn: sqlite3.Connection) -> np.ndarray:
 
 def sync_vectors(index: Index, batch_size: int = 64, progress: bool = True, save_every_s: float = 30.0,
                  bar: Any = None) -> dict[str, int]:
-    """Embed chunks that have no vector, drop vectors of deleted chunks; save atomically as it goes.
+    """Embed chunks that have no vector, drop vectors of deleted chunks; save atomically as it goes. Holds the
+    index's lock throughout (a search waits rather than see half-synced vectors).
 
     Memory: the id lists are int64 arrays and chunks are read `batch_size * 4` at a time. `bar`: a tqdm bar to
     carry on (exorag.index.embed_thread's), whose total becomes what it has counted plus what is missing now.
     """
+    with index._lock:
+        return _sync_vectors(index, batch_size, progress, save_every_s, bar)
+
+
+def _sync_vectors(index: Index, batch_size: int, progress: bool, save_every_s: float, bar: Any) -> dict[str, int]:
     vectors = index.vectors
     have = np.unique(vectors.ids())
-    want = chunk_id_array(index.conn)
+    want = chunk_id_array(index._conn)
     removed = vectors.remove(have[~np.isin(have, want, assume_unique=True)])
     missing = want[~np.isin(want, have, assume_unique=True)].tolist()
     del have, want
@@ -109,13 +173,9 @@ def sync_vectors(index: Index, batch_size: int = 64, progress: bool = True, save
     try:
         step = batch_size * 4
         for start in range(0, len(missing), step):
-            ids = missing[start : start + step]
-            rows = list(store.iter_chunks(index.conn, ids))
-            texts = [embed.passage_text(title, chunk.text) for chunk, title in rows]
-            vecs = index.embedder.encode(texts, batch_size=batch_size)
-            vectors.add(np.array([chunk.id for chunk, _ in rows], dtype=np.int64), vecs)
-            added += len(rows)
-            bar.update(len(rows))
+            done = embed_batch(index, index._conn, missing[start : start + step], batch_size)
+            added += done
+            bar.update(done)
             if time.monotonic() - last_save > save_every_s:
                 vectors.save()
                 last_save = time.monotonic()
@@ -126,13 +186,25 @@ def sync_vectors(index: Index, batch_size: int = 64, progress: bool = True, save
     return {"added": added, "removed": removed, "total": vectors.size}
 
 
+def embed_batch(index: Index, conn: sqlite3.Connection, ids: list[int], batch_size: int = 64) -> int:
+    """Embed the chunks `ids` (read through `conn`; ids without a chunk are skipped) and add their vectors in
+    memory; how many were added. The one embedding step of sync_vectors and of ingest's EmbedThread."""
+    rows = list(store.iter_chunks(conn, ids))
+    if not rows:
+        return 0
+    texts = [embed.passage_text(title, chunk.text) for chunk, title in rows]
+    vecs = index.embedder.encode(texts, batch_size=batch_size)
+    index.vectors.add(np.array([chunk.id for chunk, _ in rows], dtype=np.int64), vecs)
+    return len(rows)
+
+
 def drop_stale_vectors(index: Index) -> int:
     """Remove from the vectors in memory (not from the file: only a write command saves) every vector whose chunk
     is gone; returns how many. One pass over the ids: the store's chunk ids and the FAISS ids, as int64 arrays."""
-    with index.lock:
+    with index._lock:
         vectors = index.vectors
         have = np.unique(vectors.ids())
-        return vectors.remove(have[~np.isin(have, chunk_id_array(index.conn), assume_unique=True)])
+        return vectors.remove(have[~np.isin(have, chunk_id_array(index._conn), assume_unique=True)])
 
 
 def search_vectors(index: Index, vector: np.ndarray, k: int,
@@ -149,8 +221,7 @@ def search_vectors(index: Index, vector: np.ndarray, k: int,
     if allowed is not None or not hits:
         return hits
     for attempt in range(2):
-        with index.lock:
-            live = store.existing_chunk_ids(index.conn, (cid for cid, _ in hits))
+        live = index.existing_chunk_ids([cid for cid, _ in hits])
         if len(live) == len(hits):
             return hits
         if attempt == 0:
@@ -168,7 +239,8 @@ def check(index: Index, repair: bool = False, progress: bool = False) -> dict[st
     have = np.zeros(0, dtype=np.int64)
     if read_meta(index.folder) is not None or (index.folder / VECTORS_FILE).exists():
         have = np.unique(index.vectors.ids())
-    want = chunk_id_array(index.conn)
+    with index._lock:
+        want = chunk_id_array(index._conn)
     result: dict[str, int | bool] = {
         "chunks": len(want), "vectors": len(have),
         "missing": int((~np.isin(want, have, assume_unique=True)).sum()),
@@ -185,11 +257,28 @@ def drift_warning(index: Index) -> str | None:
     """A cheap check (counts only) before a search: a message when vectors and chunks differ in number."""
     if read_meta(index.folder) is None and not (index.folder / VECTORS_FILE).exists():
         return None
-    chunks, vectors = store.chunk_count(index.conn), index.vectors.size
+    chunks, vectors = index.chunk_count(), index.vectors.size
     if chunks == vectors:
         return None
     return (f"the index in {index.folder} has {chunks} chunks but {vectors} vectors (an interrupted run?); "
             f"results may be incomplete; run `exorag check --repair --index {index.folder}`")
+
+
+def stats(index: Index) -> dict[str, Any]:
+    """What `exorag stats` shows: counts, model, size, drift, and the values filters can take (sources, publication
+    types, study tags), each with its number of documents."""
+    meta = read_meta(index.folder)
+    counts = index.counts()
+    drift = check(index)
+    return {
+        "index": str(index.folder), "documents": counts["documents"], "chunks": counts["chunks"],
+        "vectors": index.vectors.size if meta else 0, "model": index.model_name,
+        "dim": meta.get("dim") if meta else None, "size_bytes": disk_size(index.folder), "sources": counts["sources"],
+        "vector_index": (meta.get("kind") or "flat") if meta else None,
+        "consistent": drift["consistent"], "missing_vectors": drift["missing"], "stale_vectors": drift["stale"],
+        "publication_types": dict(index.pub_type_counts()),
+        "tags": {key: dict(values) for key, values in index.tag_values().items() if values},
+    }
 
 
 def disk_size(folder: Path) -> int:

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from exorag.errors import ModelNotFound
+from exorag.files import replace_atomically, write_atomic
 
 from exorag.settings import current, offline_environment
 
@@ -198,28 +199,16 @@ def is_intact(path: Path) -> bool:
 
 def write_atomically(dest: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp)` on a temporary file next to `dest`, rename it onto `dest`, then write the side-car digest."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".tmp.onnx", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     sidecar = dest.with_name(dest.name + ".sha256")
-    try:
+    digest: list[str] = []
+
+    def write_and_hash(tmp: Path) -> None:
         write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600: a cache others may read
-        digest = _sha256(tmp)
+        digest.append(_sha256(tmp))
         sidecar.unlink(missing_ok=True)  # never a stale digest next to a new file
-        os.replace(tmp, dest)
-        _write_text_atomically(sidecar, digest + "\n")
-    finally:
-        tmp.unlink(missing_ok=True)
 
-
-def _write_text_atomically(dest: Path, text: str) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}-", suffix=".tmp", dir=dest.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(tmp_name, 0o644)
-    os.replace(tmp_name, dest)
+    replace_atomically(dest, write_and_hash)
+    write_atomic(sidecar, digest[0] + "\n")
 
 
 # ------------------------------------------------------------------------------------------- export and quantise
@@ -392,7 +381,7 @@ def ensure_onnx(model_dir: Path | None = None, *, quantized: bool = True, name: 
         facts.update(quantize_int8(fp32, int8))
     meta = _read_json(folder / META_FILE)
     meta.update(facts, model_dir=str(model_dir), recipe=RECIPE_VERSION, quant=QUANT_RECIPE)
-    _write_text_atomically(folder / META_FILE, json.dumps(meta, indent=1) + "\n")
+    write_atomic(folder / META_FILE, json.dumps(meta, indent=1) + "\n")
     return target
 
 

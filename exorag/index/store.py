@@ -4,9 +4,10 @@ A document and its chunks are written in one transaction, so an interrupted run 
 version of a document, never half of one. Chunk ids come from AUTOINCREMENT and are never reused; they are also
 the ids of the vectors in the FAISS file, which lets `exorag.index.index` find vectors that are missing or stale after a
 crash. The FTS5 table (Porter stemmer over unicode61 tokens; a store made before stemming has it rebuilt on first
-open) is kept in step with `chunks` by triggers. Each document's study tags (exorag/build/tags.py) and the abbreviations it
-defines (exorag/build/thesaurus.py) are written in the same transaction; an index built before them, or under older rules,
-gets them computed on open (`migrate`). Deliberately left out: vectors (see vectors.py)
+open) is kept in step with `chunks` by triggers. Each document's study tags and the abbreviations it defines
+(a types.Derived, computed by the build stage: exorag/build/enrich.py) are written in the same transaction; an index
+built before them, or under older rules, gets them computed on open (`migrate`, with the `derive` function and rule
+versions the caller passes). This module computes nothing about a document. Deliberately left out: vectors (see vectors.py)
 and any ranking logic beyond FTS5's bm25 (see retrieve.py).
 """
 
@@ -15,13 +16,13 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from exorag.build import tags, thesaurus
+from exorag.build import tags  # the tag vocabulary (keys, values, their order); no analysis
 from exorag.errors import ExoragError, NotFound
-from exorag.types import Chunk, Document, Filters, Section
+from exorag.types import Chunk, Derived, Document, Filters, Section
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -68,7 +69,6 @@ CREATE TABLE IF NOT EXISTS abbreviations (
 CREATE INDEX IF NOT EXISTS abbreviations_short ON abbreviations(short);
 CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-DERIVED = {"tags_version": tags.RULES_VERSION, "abbreviations_version": thesaurus.MINER_VERSION}
 
 STORE_FILE = "store.sqlite"
 FTS_STEMMER = "porter"  # stemming raised SciFact train nDCG@10 of bm25 alone from 0.655 to 0.684 (bench/tune_fusion.py)
@@ -79,8 +79,10 @@ class StoreError(ExoragError):
     """The store file cannot be opened or is not an exorag store."""
 
 
-def connect(folder: Path) -> sqlite3.Connection:
-    """Open (creating if needed) the store in `folder`."""
+def connect(folder: Path, derive: Callable[[Document], Derived] | None = None,
+            versions: dict[str, Any] | None = None) -> sqlite3.Connection:
+    """Open (creating if needed) the store in `folder`; with `derive` and `versions`, recompute the derived tables
+    of documents stored under other rule versions (migrate)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / STORE_FILE
     conn: sqlite3.Connection | None = None
@@ -93,7 +95,8 @@ def connect(folder: Path) -> sqlite3.Connection:
         conn.executescript(SCHEMA)
         _stem_fts(conn, path)
         try:
-            migrate(conn)
+            if derive is not None and versions:
+                migrate(conn, derive, versions)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: the study tags and abbreviations of this store must be computed once, which "
                              f"failed ({exc}); open it where it can be written") from exc
@@ -112,34 +115,36 @@ def _meta(conn: sqlite3.Connection) -> dict[str, str]:
     return {r[0]: r[1] for r in conn.execute("SELECT key, value FROM store_meta")}
 
 
-def _write_derived(conn: sqlite3.Connection, doc: Document, what: Iterable[str] = tuple(DERIVED)) -> None:
+def _write_derived(conn: sqlite3.Connection, doc_id: str, derived: Derived,
+                   what: Iterable[str] = ("tags_version", "abbreviations_version")) -> None:
     """Tags and mined abbreviations of one document (inside the caller's transaction)."""
     if "tags_version" in what:
-        conn.execute("DELETE FROM doc_tags WHERE doc_id = ?", (doc.id,))
+        conn.execute("DELETE FROM doc_tags WHERE doc_id = ?", (doc_id,))
         conn.executemany("INSERT OR IGNORE INTO doc_tags (doc_id, key, value) VALUES (?,?,?)",
-                         [(doc.id, k, v) for k, vs in tags.tag_document(doc).items() for v in vs])
+                         [(doc_id, k, v) for k, vs in derived.tags.items() for v in vs])
     if "abbreviations_version" in what:
-        conn.execute("DELETE FROM abbreviations WHERE doc_id = ?", (doc.id,))
+        conn.execute("DELETE FROM abbreviations WHERE doc_id = ?", (doc_id,))
         conn.executemany("INSERT OR IGNORE INTO abbreviations (doc_id, short, long) VALUES (?,?,?)",
-                         [(doc.id, s, lf) for s, lf in thesaurus.mine_abbreviations(f"{doc.title}. {doc.text}")])
+                         [(doc_id, s, lf) for s, lf in derived.abbreviations])
 
 
-def migrate(conn: sqlite3.Connection) -> list[str]:
+def migrate(conn: sqlite3.Connection, derive: Callable[[Document], Derived], versions: dict[str, Any]) -> list[str]:
     """Compute tags / abbreviations for documents stored before these rules (an older index, or changed rules).
 
     Runs in one transaction; a second process opening the same index waits and then finds nothing to do.
     Returns the names of what was recomputed.
     """
-    if all(_meta(conn).get(k) == str(v) for k, v in DERIVED.items()):
+    if all(_meta(conn).get(k) == str(v) for k, v in versions.items()):
         return []
     conn.execute("BEGIN IMMEDIATE")
     try:
-        stale = [k for k, v in DERIVED.items() if _meta(conn).get(k) != str(v)]
+        stale = [k for k, v in versions.items() if _meta(conn).get(k) != str(v)]
         if stale:
             for row in conn.execute("SELECT * FROM documents").fetchall():
-                _write_derived(conn, _row_to_document(row), stale)
+                doc = _row_to_document(row)
+                _write_derived(conn, doc.id, derive(doc), stale)
             conn.executemany("INSERT OR REPLACE INTO store_meta (key, value) VALUES (?,?)",
-                             [(k, str(DERIVED[k])) for k in stale])
+                             [(k, str(versions[k])) for k in stale])
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -181,8 +186,8 @@ def document_hash(conn: sqlite3.Connection, doc_id: str) -> str | None:
     return row["content_hash"] if row else None
 
 
-def put_document(conn: sqlite3.Connection, doc: Document, chunks: list[Chunk]) -> str:
-    """Insert or replace one document with its chunks, atomically.
+def put_document(conn: sqlite3.Connection, doc: Document, chunks: list[Chunk], derived: Derived) -> str:
+    """Insert or replace one document with its chunks and derived tags and abbreviations, atomically.
 
     Returns "added", "updated" or "unchanged" (same content hash: nothing is written).
     """
@@ -208,7 +213,7 @@ def put_document(conn: sqlite3.Connection, doc: Document, chunks: list[Chunk]) -
             "INSERT INTO chunks (doc_id, ordinal, text, section, page, char_start, char_end) VALUES (?,?,?,?,?,?,?)",
             [(doc.id, c.ordinal, c.text, c.section, c.page, c.char_start, c.char_end) for c in chunks],
         )
-        _write_derived(conn, doc)
+        _write_derived(conn, doc.id, derived)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -394,8 +399,7 @@ def filter_clause(filters: Filters | None) -> tuple[str, list[Any]]:
                    f"({','.join('?' * len(filters.pub_types))}))")
         params.extend(v.lower() for v in filters.pub_types)
     by_key: dict[str, list[str]] = {}
-    for spec in filters.tags:  # one key: any listed value; several keys: all of them
-        key, value = tags.parse_tag(spec)  # TagError for an unknown key or value
+    for key, value in filters.tags:  # one key: any listed value; several keys: all of them (checked by Filters)
         by_key.setdefault(key, []).append(value)
     for key, values in by_key.items():
         sql.append("EXISTS (SELECT 1 FROM doc_tags t WHERE t.doc_id = d.id AND t.key = ? AND t.value IN "
@@ -477,6 +481,14 @@ def distinct_sources(conn: sqlite3.Connection) -> list[str]:
     """Every non-empty `source` value, sorted case-insensitively."""
     rows = conn.execute("SELECT DISTINCT source FROM documents WHERE source IS NOT NULL AND source != ''")
     return sorted((r[0] for r in rows), key=str.lower)
+
+
+def pub_type_counts(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+    """(publication type, documents) of every type named by some document, most common first."""
+    rows = conn.execute("SELECT p.value, count(DISTINCT d.id) AS n FROM documents d, json_each(d.publication_types) p"
+                        " WHERE d.publication_types IS NOT NULL AND p.value != '' GROUP BY p.value"
+                        " ORDER BY n DESC, p.value")
+    return [(str(r[0]), int(r[1])) for r in rows]
 
 
 def distinct_pub_types(conn: sqlite3.Connection) -> list[str]:

@@ -31,6 +31,7 @@ import faiss
 import numpy as np
 
 from exorag.errors import ExoragError, IndexMismatch
+from exorag.files import replace_atomically, write_atomic
 from exorag.settings import current
 
 VECTORS_FILE = "vectors.faiss"
@@ -198,9 +199,7 @@ class Vectors:
     def save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         target = self.folder / VECTORS_FILE
-        tmp = target.with_suffix(".faiss.tmp")
-        faiss.write_index(self.index, str(tmp))
-        os.replace(tmp, target)
+        replace_atomically(target, lambda tmp: faiss.write_index(self.index, str(tmp)))
         self.stamp = target.stat().st_mtime_ns
         self.dirty = False
         _write_json(self.folder / META_FILE, {"model": self.model, "dim": self.dim, "metric": "cosine",
@@ -208,9 +207,7 @@ class Vectors:
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(payload, indent=2) + "\n")
 
 
 def read_meta(folder: Path) -> dict[str, Any] | None:

@@ -75,25 +75,41 @@ def authors_short(authors: tuple[str, ...]) -> str:
     return ", ".join(authors[:3]) + (", et al." if len(authors) > 3 else "")
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>~|#!])")
+
+
+def md_escape(text: str) -> str:
+    """Text safe to place in Markdown: no emphasis, links, images, HTML or LaTeX made of its characters (document
+    metadata and quotes are data, never markup)."""
+    return _MD_SPECIAL.sub(r"\\\1", text).replace("$", "\\$")
+
+
+def _md_url(url: str) -> str:
+    """A URL safe inside Markdown's (...): parentheses, spaces and angle brackets percent-encoded."""
+    return url.replace("(", "%28").replace(")", "%29").replace(" ", "%20").replace("<", "%3C").replace(">", "%3E")
+
+
 def reference_line(doc: Document, markdown: bool = False) -> str:
-    """One reference: authors (year). Title. Journal. PMID / DOI."""
+    """One reference: authors (year). Title. Journal. PMID / DOI. With `markdown`, the document's text is escaped
+    and the identifiers are links."""
+    safe = md_escape if markdown else (lambda s: s)
     parts = []
-    who = authors_short(doc.authors)
+    who = safe(authors_short(doc.authors))
     if who:
         parts.append(who + (f" ({doc.year})." if doc.year else "."))
     elif doc.year:
         parts.append(f"({doc.year}).")
     title = doc.title.rstrip(".") or doc.id
-    parts.append(title + ".")
+    parts.append(safe(title) + ".")
     if doc.journal:
-        parts.append(doc.journal.rstrip(".") + ".")
+        parts.append(safe(doc.journal.rstrip(".")) + ".")
     links = []
     for kind, url in doc.links:
         label = {"pmid": f"PMID {doc.pmid}", "doi": f"doi:{doc.doi}"}.get(kind)
         if label:  # PMC is left to the chat's source cards
-            links.append(f"[{label}]({url})" if markdown else f"{label} {url}")
+            links.append(f"[{md_escape(label)}]({_md_url(url)})" if markdown else f"{label} {url}")
     if not links and doc.source in ("pdf", "text") and doc.origin:
-        links.append(Path(doc.origin).name)  # a local file: its name, not the full path
+        links.append(safe(Path(doc.origin).name))  # a local file: its name, not the full path
     return " ".join(parts + ["; ".join(links)]).strip()
 
 
@@ -103,6 +119,15 @@ def grouped_references(citations: tuple[Citation, ...]) -> list[tuple[list[int],
     for c in citations:
         groups.setdefault(c.document.id, ([], c.document))[0].append(c.n)
     return list(groups.values())
+
+
+def reference_list(citations: tuple[Citation, ...], markdown: bool = False) -> list[str]:
+    """The numbered reference list, one line per cited work: "[1, 3] ..." as text, "- [1], [3] ..." as Markdown."""
+    if markdown:
+        return [f"- {', '.join(f'[{n}]' for n in numbers)} {reference_line(doc, markdown=True)}"
+                for numbers, doc in grouped_references(citations)]
+    return [f"[{', '.join(str(n) for n in numbers)}] {reference_line(doc)}"
+            for numbers, doc in grouped_references(citations)]
 
 
 def where(section: str, page: int | None) -> str:
@@ -179,9 +204,7 @@ def answer_text(answer: Answer) -> str:
                 lines.append(f"- {reference_line(hit.document)}\n  \"{hit.chunk.text[:300]}\"")
         return "\n".join(lines).rstrip() + "\n"
     lines.append("References")
-    for numbers, doc in grouped_references(answer.citations):
-        label = ", ".join(str(n) for n in numbers)
-        lines.append(f"[{label}] {reference_line(doc)}")
+    lines += reference_list(answer.citations)
     return "\n".join(lines) + "\n"
 
 
@@ -196,11 +219,9 @@ def answer_markdown(answer: Answer, link_citations: bool = True) -> str:
     for c in answer.citations:
         marker = f"[[{c.n}]]({c.document.url})" if link_citations and c.document.url else f"[{c.n}]"
         body.append(f"{display_quote(c.quote, 'markdown')} {marker}" + (f" *({c.stance})*" if c.stance else ""))
-    refs = [f"{', '.join(f'[{n}]' for n in numbers)} {reference_line(doc, markdown=True)}"
-            for numbers, doc in grouped_references(answer.citations)]
     head = f"**{consensus_line(answer.consensus)}**\n\n" if answer.consensus is not None else ""
     note = f"\n\n*Note: {answer.note}*" if answer.note else ""
-    return head + " ".join(body) + note + "\n\n**References**\n\n" + "\n".join(f"- {r}" for r in refs)
+    return head + " ".join(body) + note + "\n\n**References**\n\n" + "\n".join(reference_list(answer.citations, True))
 
 
 def hit_text(rank: int, hit: Hit) -> str:

@@ -16,7 +16,6 @@ import csv
 import io
 from dataclasses import dataclass
 
-from exorag.index import store
 from exorag.ask.answer import ask, paper_stance
 from exorag.index.index import Index
 from exorag.output.render import authors_short
@@ -88,8 +87,7 @@ def rows_for(index: Index, answer: Answer) -> list[Row]:
     """
     if answer.abstained or not answer.citations:
         return []
-    with index.lock:
-        tags = store.document_tags(index.conn, (c.document.id for c in answer.citations))
+    tags = index.document_tags((c.document.id for c in answer.citations))
     by_paper: dict[str, list[Citation]] = {}
     for c in answer.citations:
         by_paper.setdefault(c.document.id, []).append(c)

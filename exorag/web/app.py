@@ -14,17 +14,19 @@ Safety: `serve` binds to 127.0.0.1 unless told otherwise, never opens a share li
 system fonts and inline script only, so the page loads nothing from other hosts. Gradio serves only its own
 upload cache (files sent by the browser, exports written by the app) and static files: `allowed_paths` is
 empty, so neither the index nor any other file can be read through it. Uploads are limited in type and size.
-Several requests are served at once (CONCURRENCY); the engine answers one question at a time under `index.lock`.
+Several requests are served at once (CONCURRENCY), and questions run side by side (the Index locks each store call
+only). Handlers raise the library's errors; `user_message` is the one place that turns them into what the user
+reads. The CSS and JavaScript are plain files in assets/.
 With `serve --llm-url/--llm-model` (exorag/ask/generate.py) the chat and `/ask` answer through that model instead: its
 reply streams into the chat as an unchecked draft, then is replaced by the checked answer (every sentence must be
-supported by the passage it cites; else the extractive answer with a note). The model's request runs outside
-`index.lock`, so other questions are answered meanwhile.
+supported by the passage it cites; else the extractive answer with a note).
 Deliberately left out: authentication and multi-turn context (each question is answered on its own).
 """
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from exorag.settings import offline_environment
 
@@ -34,90 +36,39 @@ from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from exorag.web import handlers as h
+from exorag.web.guard import Guard
 from exorag.web.page import SOURCES_PLACEHOLDER, answer_sources, corpus_html, draft_html, drafting_markdown, esc, \
     generated_markdown, reply_markdown, sources_panel, upload_html
+from exorag.errors import EmptyIndex, EmptyQuery, ExoragError
 from exorag.ask.generate import LLMConfig
 from exorag.index.index import Index
 from exorag.output.render import answer_dict, generated_dict
 from exorag.output.table import rows_for
 
-CONCURRENCY = 4  # requests handled at once; the engine itself runs one question at a time under index.lock
+CONCURRENCY = 4  # requests handled at once
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial",
                 "sans-serif"]
 MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace"]
 EXAMPLE = h.EXAMPLE
 DEFAULT_K, MAX_K = h.DEFAULT_K, h.MAX_K
 STREAM_EVERY_S = 0.3  # how often the chat shows the model's reply so far while it writes
+ASSETS = Path(__file__).resolve().parent / "assets"  # the page's CSS and JavaScript, as plain files
+
+
+def _asset(name: str) -> str:
+    return (ASSETS / name).read_text(encoding="utf-8")
+
 
 # Clicking an in-page `[n]` link (#exorag-...) unfolds, scrolls to and highlights its source card.
-JUMP_JS = """<script>
-document.addEventListener('click', function (event) {
-  var link = event.target.closest && event.target.closest('a[href^="#exorag-"]');
-  if (!link) { return; }
-  event.preventDefault();
-  event.stopPropagation();
-  var card = document.getElementById(link.getAttribute('href').slice(1));
-  if (!card) { return; }
-  var fold = card.closest('details');
-  if (fold) { fold.open = true; }
-  document.querySelectorAll('.exorag-active').forEach(function (el) { el.classList.remove('exorag-active'); });
-  card.classList.add('exorag-active');
-  card.scrollIntoView({block: 'center'});
-}, true);
-</script>"""
+JUMP_JS = "<script>\n" + _asset("jump.js") + "</script>"
 
 # After an answer: its start at the top of the chat, and its sources (the open fold) at the top of the panel.
-SHOW_NEWEST_JS = """() => {
-  function toTop(el) {
-    var box = el.parentElement;
-    while (box && !(box.scrollHeight > box.clientHeight + 1 && /auto|scroll/.test(getComputedStyle(box).overflowY))) {
-      box = box.parentElement;
-    }
-    if (box && box !== document.documentElement && box !== document.body) {
-      /* 36 px: below the chat's "Chat" label */
-      box.scrollTop += el.getBoundingClientRect().top - box.getBoundingClientRect().top - 36;
-    }
-  }
-  function show() {
-    var rows = document.querySelectorAll('#exorag-chat .message-row.bot-row');
-    if (rows.length) { toTop(rows[rows.length - 1]); }
-    var fold = document.querySelector('#exorag-sources details[open]');
-    if (fold) { toTop(fold); }
-  }
-  /* after the chat's own scroll to the bottom, which follows the render */
-  setTimeout(show, 100);
-  setTimeout(show, 400);
-}"""
+SHOW_NEWEST_JS = _asset("show_newest.js")
 
-CSS = """
-.exorag-source { padding: 0.2em 0.5em; border-radius: 6px; }
-.exorag-source blockquote { margin: 0.3em 0 0.8em 0; padding-left: 0.8em; border-left: 3px solid #ccc; }
-.exorag-source mark { background: #fff3a3; color: inherit; padding: 0 1px; }
-.exorag-source.exorag-active, .exorag-source:target { outline: 2px solid #f59e0b; background: rgba(245,158,11,0.08); }
-.exorag-source.exorag-active mark, .exorag-source:target mark { background: #fbbf24; }
-.exorag-turn summary { cursor: pointer; font-weight: 600; margin: 0.4em 0; }
-.exorag-muted { opacity: 0.7; }
-.exorag-badge { font-size: 0.8em; padding: 0 0.4em; border-radius: 4px; background: #fde2e2; color: #7f1d1d; }
-.exorag-unsupported { text-decoration: underline dotted #b91c1c; }
-.exorag-contradicted { background: #fee2e2; text-decoration: line-through #b91c1c; }
-.exorag-mixed { background: #fef3c7; }
-.exorag-badge-contradicted { background: #b91c1c; color: #fff; font-weight: 600; }
-.exorag-badge-mixed { background: #fde68a; color: #78350f; }
-.exorag-source-contradicts { border-left: 4px solid #b91c1c; padding-left: 0.5em; }
-.exorag-contradicted-count { color: #b91c1c; }
-.exorag-table { border-collapse: collapse; margin: 0.5em 0 1em 0; width: 100%; }
-.exorag-table caption { text-align: left; font-weight: 600; padding-bottom: 0.3em; }
-.exorag-table td, .exorag-table th { padding: 2px 8px; border-bottom: 1px solid rgba(128,128,128,0.25);
-  text-align: left; vertical-align: top; }
-.exorag-num { text-align: right !important; white-space: nowrap; }
-.exorag-barcell { width: 45%; }
-.exorag-bar { height: 0.8em; background: #60a5fa; border-radius: 2px; min-width: 1px; }
-.exorag-corpus { display: grid; align-items: start; gap: 1.5em;
-  grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); }
-.exorag-upload .exorag-failed td { color: #b91c1c; }
-"""
+CSS = _asset("page.css")
 
 
 def theme() -> gr.themes.Base:
@@ -129,17 +80,31 @@ def _download(path: Any = None) -> gr.DownloadButton:
     return gr.DownloadButton(value=str(path) if path else None, interactive=bool(path))
 
 
+def user_message(exc: BaseException, index: Index, failed: str = "that question could not be answered",
+                 empty: str = h.EMPTY_QUESTION) -> str:
+    """The one place where an error of the handlers becomes what the user reads (chat, /ask, draft check)."""
+    if isinstance(exc, EmptyQuery):
+        return empty
+    if isinstance(exc, EmptyIndex):
+        return h.empty_index_message(index)
+    if isinstance(exc, h.FilterError):
+        return f"Please fix the filters: {exc}"
+    if isinstance(exc, ExoragError):
+        return f"Sorry, {failed}: {exc}"
+    return f"Sorry, {failed}: {type(exc).__name__}: {exc}"  # a bug: say so rather than hang or show a traceback
+
+
 def stream_generated(index: Index, llm: LLMConfig, question: str, k: float, filters: Any) -> Iterator[tuple[str, Any]]:
     """("draft", the model's reply so far) every STREAM_EVERY_S while it writes, then ("done", run_generated's
-    result: a Generated or a message; an unexpected error in the worker becomes a message too)."""
+    result: a Generated, or the exception it raised)."""
     latest: dict[str, Any] = {"text": "", "done": False, "result": None}
 
     def work() -> None:
         try:
             latest["result"] = h.run_generated(index, question, llm, k, filters,
                                                on_text=lambda text: latest.__setitem__("text", text))
-        except Exception as exc:  # not an ExoragError (those are messages already): say so, do not hang
-            latest["result"] = f"Sorry, that question could not be answered: {type(exc).__name__}: {exc}"
+        except Exception as exc:  # handed to the page, which says what went wrong instead of hanging
+            latest["result"] = exc
         finally:
             latest["done"] = True
 
@@ -166,14 +131,12 @@ def build_app(index: Index, settings: h.AppSettings | None = None) -> gr.Blocks:
         `tags` are study-tag filters as "key=value" (e.g. "design=review"), like `exorag ask --tag`."""
         try:
             filters = h.make_filters(year_from, year_to, sources, pub_types, tags)
-        except h.FilterError as exc:
-            return {"question": question, "error": f"Please fix the filters: {exc}"}
-        if settings.llm is not None:  # `serve --llm-url`: the same as `ask --llm-url ... --json`
-            generated = h.run_generated(index, question, settings.llm, k, filters)
-            return {"question": question, "error": generated} if isinstance(generated, str) else \
-                generated_dict(generated)
-        result = h.run_question(index, question, k, filters)
-        return {"question": question, "error": result} if isinstance(result, str) else answer_dict(result)
+            if settings.llm is not None:  # `serve --llm-url`: the same as `ask --llm-url ... --json`
+                return generated_dict(h.run_generated(index, question, settings.llm, k, filters))
+            return answer_dict(h.run_question(index, question, k, filters))
+        except Exception as exc:
+            return {"question": question if isinstance(question, str) else repr(question),
+                    "error": user_message(exc, index)}
 
     def chat(question: str, history: list[dict[str, Any]] | None, turns: list[dict[str, Any]] | None, k: float,
              year_from: str | None, year_to: str | None, *choices: list[str] | None) -> Iterator[tuple[Any, ...]]:
@@ -188,19 +151,16 @@ def build_app(index: Index, settings: h.AppSettings | None = None) -> gr.Blocks:
             if settings.llm is None:
                 result = h.run_question(index, question, k, filters)
             else:
-                result = "Sorry, that question could not be answered."
                 for kind, update in stream_generated(index, settings.llm, question, k, filters):
                     if kind == "draft":
                         history[-1] = {"role": "assistant", "content": drafting_markdown(update, settings.llm.model)}
                         yield history, skip, skip, "", skip, skip, skip, skip, skip, skip
-                    elif isinstance(update, str):  # a message: empty question or index, an error
-                        result = update
+                    elif isinstance(update, BaseException):
+                        raise update
                     else:
                         generated, result = update, update.answer
-        except h.FilterError as exc:
-            result = f"Please fix the filters: {exc}"
-        if isinstance(result, str):
-            history[-1] = {"role": "assistant", "content": result}
+        except Exception as exc:
+            history[-1] = {"role": "assistant", "content": user_message(exc, index)}
             yield history, skip, skip, "", skip, skip, skip, skip, skip, skip
             return
         turn = turns[-1]["turn"] + 1 if turns else 1
@@ -217,10 +177,11 @@ def build_app(index: Index, settings: h.AppSettings | None = None) -> gr.Blocks:
 
     def draft(text: str, k: float, year_from: str | None, year_to: str | None, *choices: list[str] | None) -> str:
         try:
-            result = h.check_draft(index, text, k, h.make_filters(year_from, year_to, *choices))
-        except h.FilterError as exc:
-            result = f"Please fix the filters: {exc}"
-        return f"<p>{esc(result)}</p>" if isinstance(result, str) else draft_html(result)
+            return draft_html(h.check_draft(index, text, k, h.make_filters(year_from, year_to, *choices)))
+        except Exception as exc:
+            empty = "There is no sentence to check in that text." if (text or "").strip() else \
+                "Paste a paragraph of your draft first."
+            return f"<p>{esc(user_message(exc, index, 'the draft could not be checked', empty))}</p>"
 
     def upload(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> Iterator[str]:  # noqa: B008
         if not files:
@@ -336,6 +297,7 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, block: bo
         server_name=host, server_port=port, share=False, prevent_thread_lock=not block, theme=theme(), css=CSS,
         head=JUMP_JS, footer_links=["api", "settings"], mcp_server=False, pwa=False, ssr_mode=False,
         quiet=not block, allowed_paths=[], max_file_size=int(max_upload_mb * 1e6),
+        app_kwargs={"middleware": [Middleware(Guard, bound_host=host)]},  # own host names, same origin, CSP
     )
     return local_url
 

@@ -1,7 +1,8 @@
 """What the browser chat's events do, as plain functions over an Index: ask, filter, export, upload, check a draft.
 
-Questions go through `exorag.ask.answer.ask` under `index.lock` (one shared SQLite connection and tokenizer), so the
-engine answers one question at a time while the Gradio queue keeps the page responsive. Uploads are trusted only
+Questions go through `exorag.ask.answer.ask`; several are answered at once (the Index takes its own lock for each
+store call; the embedder and the judge are safe to share between threads). Handlers raise the library's errors
+(EmptyQuery, EmptyIndex, FilterError, any ExoragError); app.py turns them into messages in one place. Uploads are trusted only
 when they are files Gradio itself received (inside its upload folder); each is checked for type and size, copied
 into the index's `uploads/` folder and ingested on its own, so every file gets its own result line.
 Exports are written into a private temporary folder, from which Gradio serves them.
@@ -24,23 +25,23 @@ from typing import Any
 
 from gradio.utils import get_upload_folder
 
-from exorag.index import store
 from exorag.output import table
 from exorag.build import tags
 from exorag.ask.answer import ask
 from exorag.ask.cite import cite_paragraph
-from exorag.errors import EmptyQuery, ExoragError
+from exorag.errors import EmptyIndex, EmptyQuery, ExoragError
 from exorag.output.export import export
 from exorag.ask.generate import Generated, LLMConfig, generate
 from exorag.index.index import Index, sync_vectors
 from exorag.build.ingest import ingest_paths
+from exorag.build.sources import READERS, kind_suffix
 from exorag.settings import AskSettings, ServeSettings
 from exorag.types import Answer, Filters
 
 DEFAULT_K = AskSettings.k
 MAX_K = AskSettings.max_k
 MAX_TURNS = 30  # answers whose sources the panel keeps per conversation
-UPLOAD_TYPES = (".pdf", ".jsonl", ".txt", ".md", ".ris", ".bib")
+UPLOAD_TYPES = tuple(READERS)  # every kind a reader exists for (exorag.build.sources)
 DEFAULT_MAX_UPLOAD_MB = ServeSettings.max_upload_mb
 EXAMPLE = "Which markers are used to characterise exosomes?"
 EMPTY_QUESTION = f"Please type a question about exosomes or extracellular vesicles, for example: *{EXAMPLE}*"
@@ -60,14 +61,14 @@ class ChoiceFilter:
     normalise: Callable[[tuple[str, ...]], tuple[str, ...]] = tuple
 
 
-def tag_choices(conn: Any) -> list[str]:
+def tag_choices(index: Index) -> list[str]:
     """'key=value' for every study tag present in the index, grouped by key, most common first."""
-    return [f"{key}={value}" for key, values in store.tag_values(conn).items() for value, _ in values]
+    return [f"{key}={value}" for key, values in index.tag_values().items() for value, _ in values]
 
 
 CHOICE_FILTERS: tuple[ChoiceFilter, ...] = (
-    ChoiceFilter("sources", "Source", store.distinct_sources),
-    ChoiceFilter("pub_types", "Publication type", store.distinct_pub_types),
+    ChoiceFilter("sources", "Source", lambda index: index.distinct_sources()),
+    ChoiceFilter("pub_types", "Publication type", lambda index: index.distinct_pub_types()),
     ChoiceFilter("tags", "Study tags (all keys must hold)", tag_choices, tags.parse_tags),
 )
 
@@ -127,8 +128,7 @@ def make_filters(year_from: float | int | str | None = None, year_to: float | in
 
 def filter_choices(index: Index) -> list[list[str]]:
     """The current choices of every CHOICE_FILTERS entry, read from the store."""
-    with index.lock:
-        return [f.choices(index.conn) for f in CHOICE_FILTERS]
+    return [f.choices(index) for f in CHOICE_FILTERS]
 
 
 def clamp_k(k: float | int | str | None) -> int:
@@ -142,39 +142,27 @@ def clamp_k(k: float | int | str | None) -> int:
     return max(1, min(MAX_K, int(value) or DEFAULT_K))
 
 
-def _guarded(index: Index, question: str, k: float | int | None, run: Callable[[int], Any], hold_lock: bool) -> Any:
-    """`run(k)` with k clamped, or a short message (empty question or index, any ExoragError); `hold_lock` keeps
-    index.lock for the whole run (the extractive engine), else only for the empty-index check."""
-    if not (question or "").strip():
-        return EMPTY_QUESTION
-    k = clamp_k(k)
-    try:
-        with index.lock:
-            if store.chunk_count(index.conn) == 0:
-                return empty_index_message(index)
-            if hold_lock:
-                return run(k)
-        return run(k)
-    except EmptyQuery:
-        return EMPTY_QUESTION
-    except ExoragError as exc:
-        return f"Sorry, that question could not be answered: {exc}"
+def _ready(index: Index, text: str) -> None:
+    """EmptyQuery for blank text (or not a string: a raw /ask caller), EmptyIndex for an index without passages."""
+    if not isinstance(text, str) or not text.strip():
+        raise EmptyQuery("empty question")
+    if index.chunk_count() == 0:
+        raise EmptyIndex(f"the index in {index.folder} has no passages yet")
 
 
 def run_question(index: Index, question: str, k: float | int | None = DEFAULT_K,
-                 filters: Filters | None = None) -> Answer | str:
-    """The engine's Answer, or a short message for the user (empty question or index, any ExoragError)."""
-    return _guarded(index, question, k, lambda n: ask(index, question, k=n, filters=filters), hold_lock=True)
+                 filters: Filters | None = None) -> Answer:
+    """The engine's Answer (k clamped); EmptyQuery, EmptyIndex or any ExoragError otherwise."""
+    _ready(index, question)
+    return ask(index, question, k=clamp_k(k), filters=filters)
 
 
 def run_generated(index: Index, question: str, llm: LLMConfig, k: float | int | None = DEFAULT_K,
-                  filters: Filters | None = None, on_text: Callable[[str], None] | None = None) -> Generated | str:
-    """`exorag.ask.generate.generate` (a verified LLM answer, or the extractive one with a note), or a short message.
-
-    Unlike `run_question` the lock is not held throughout: generate takes it for its engine steps only, so other
-    questions are answered while the model writes."""
-    return _guarded(index, question, k, lambda n: generate(index, question, llm, k=n, filters=filters,
-                                                           on_text=on_text), hold_lock=False)
+                  filters: Filters | None = None, on_text: Callable[[str], None] | None = None) -> Generated:
+    """`exorag.ask.generate.generate`: a verified LLM answer, or the extractive one with a note; raises as
+    run_question does."""
+    _ready(index, question)
+    return generate(index, question, llm, k=clamp_k(k), filters=filters, on_text=on_text)
 
 
 EXPORTS_KEPT_S = 3600.0  # exports older than this are deleted when new ones are written (Gradio keeps its copy)
@@ -211,26 +199,17 @@ def write_exports(answer: Answer, folder: Path, rows: list[table.Row] | None = N
 
 
 def check_draft(index: Index, text: str, k: float | int | None = DEFAULT_K,
-                filters: Filters | None = None) -> list[Any] | str:
-    """`cite_paragraph` over the user's draft, or a short message (empty text or index, any ExoragError)."""
-    if not (text or "").strip():
-        return "Paste a paragraph of your draft first."
-    try:
-        with index.lock:
-            if store.chunk_count(index.conn) == 0:
-                return empty_index_message(index)
-            return cite_paragraph(index, text, k=clamp_k(k), filters=filters)
-    except EmptyQuery:
-        return "There is no sentence to check in that text."
-    except ExoragError as exc:
-        return f"Sorry, the draft could not be checked: {exc}"
+                filters: Filters | None = None) -> list[Any]:
+    """`cite_paragraph` over the user's draft; EmptyQuery (no text, or no sentence in it), EmptyIndex or any
+    ExoragError otherwise."""
+    _ready(index, text)
+    return cite_paragraph(index, text, k=clamp_k(k), filters=filters)
 
 
 def corpus_overview(index: Index) -> dict[str, Any]:
-    """Counts, documents by year and source, and recent additions, read under the lock."""
-    with index.lock:
-        return {"counts": store.counts(index.conn), "years": store.year_counts(index.conn),
-                "sources": store.source_counts(index.conn), "recent": store.recent_documents(index.conn, 10)}
+    """Counts, documents by year and source, and recent additions."""
+    return {"counts": index.counts(), "years": index.year_counts(),
+            "sources": index.source_counts(), "recent": index.recent_documents(10)}
 
 
 # Uploads
@@ -247,7 +226,8 @@ def free_target(folder: Path, name: str, source: Path) -> Path:
     target, n = folder / name, 1
     while target.exists() and not filecmp.cmp(target, source, shallow=False):
         n += 1
-        target = folder / f"{Path(name).stem}-{n}{Path(name).suffix}"
+        kind = kind_suffix(Path(name))  # "x.jsonl.gz" -> "x-2.jsonl.gz", still read as what it is
+        target = folder / f"{name[:len(name) - len(kind)]}-{n}{kind}"
     return target
 
 
@@ -314,7 +294,7 @@ def ingest_uploads(index: Index, paths: list[str | Path], settings: AppSettings,
             on_file(i, len(paths), name)
         if not _received(path):
             rows.append((name, False, "refused: not a file uploaded through this page"))
-        elif path.suffix.lower() not in UPLOAD_TYPES:
+        elif kind_suffix(path) not in UPLOAD_TYPES:
             rows.append((name, False, f"refused: {path.suffix or 'no extension'} files are not accepted; "
                                       f"upload {', '.join(UPLOAD_TYPES)}"))
         elif path.stat().st_size > limit:
@@ -330,7 +310,6 @@ def ingest_uploads(index: Index, paths: list[str | Path], settings: AppSettings,
     if saved_any:
         if on_file is not None:
             on_file(len(paths), len(paths), "embedding")
-        with index.lock:
-            synced = sync_vectors(index, progress=False)
+        synced = sync_vectors(index, progress=False)
         rows.append(("(index)", True, f"{synced['added']} new passages embedded; now searchable"))
         yield list(rows)

@@ -18,21 +18,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-from exorag.output.render import authors_short, consensus_line, display_quote, grouped_references, reference_line, where
+from exorag.output.render import authors_short, consensus_line, display_quote, md_escape, reference_line, reference_list, \
+    where
 from exorag.types import Answer, Citation, Document, Filters, Hit
 
 SOURCES_PLACEHOLDER = "<p class='exorag-muted'><em>The sources of each answer appear here.</em></p>"
 CONTEXT_CHARS = 300  # characters of the document shown either side of a draft's supporting quote
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>~|#])")
 
 
 def esc(text: str) -> str:
     return html.escape(text, quote=True).replace("$", "&#36;")
-
-
-def md_escape(text: str) -> str:
-    """Text safe to place in the chat's Markdown: no emphasis, links, HTML or LaTeX made of a quote's characters."""
-    return _MD_SPECIAL.sub(r"\\\1", text).replace("$", "\\$")
 
 
 def cite_anchor(turn: int, n: int) -> str:
@@ -134,7 +129,8 @@ def filters_note(filters: Filters) -> str:
     if filters.year_from is not None or filters.year_to is not None:
         parts.append(f"years {filters.year_from or '…'}–{filters.year_to or '…'}")
     for label, values in (("source", filters.sources), ("journal", filters.journals),
-                          ("publication type", filters.pub_types), ("tags", filters.tags)):
+                          ("publication type", filters.pub_types),
+                          ("tags", tuple(f"{k}={v}" for k, v in filters.tags))):
         if values:
             parts.append(f"{label}: {', '.join(values)}")
     return md_escape("Filters: " + "; ".join(parts))
@@ -156,9 +152,7 @@ def reply_markdown(answer: Answer, turn: int, filters: Filters) -> str:
         body = f"**{md_escape(consensus_line(answer.consensus))}**\n\n" + body
     if answer.note:
         body += f"\n\n*{md_escape(answer.note)}*"
-    refs = [f"- {', '.join(f'[{n}]' for n in numbers)} {reference_line(doc, markdown=True)}"
-            for numbers, doc in grouped_references(answer.citations)]
-    return body + "\n\n**References**\n\n" + "\n".join(refs) + tail
+    return body + "\n\n**References**\n\n" + "\n".join(reference_list(answer.citations, markdown=True)) + tail
 
 
 _CHECKED_MARKERS = re.compile(r"((?:\\\[\d+\\\])+)$")  # the escaped "[1][2]" verify() puts after a sentence
@@ -181,8 +175,7 @@ def generated_markdown(result: Any, turn: int, filters: Filters, model: str) -> 
             links = "".join(f"[[{n}]](#{cite_anchor(turn, int(n))})" for n in numbers)
             escaped = escaped[: m.start()].rstrip() + " " + links
         parts.append(escaped)
-    refs = [f"- {', '.join(f'[{n}]' for n in numbers)} {reference_line(doc, markdown=True)}"
-            for numbers, doc in grouped_references(answer.citations)]
+    refs = reference_list(answer.citations, markdown=True)
     lines = [" ".join(parts), "", "**References** (each `[n]` opens the sentence that supports it)", "", *refs, "",
              f"*Written by {md_escape(model)} from the passages; every sentence was checked against the passage it "
              f"cites.*"]

@@ -8,7 +8,9 @@ a child process (exorag.build.reader_process). `estimate_records` counts a file'
 
 from __future__ import annotations
 
+import gzip
 import importlib
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from exorag.types import Document
 # a name with a dot is a full module name (a reader outside this package, e.g. a test's)
 READERS = {
     ".jsonl": "jsonl",
+    ".jsonl.gz": "jsonl",  # gzip-compressed JSONL (the shipped demo corpus)
     ".ndjson": "jsonl",
     ".pdf": "pdf",
     ".txt": "text",
@@ -28,13 +31,22 @@ READERS = {
 }
 
 
+def kind_suffix(path: Path) -> str:
+    """The extension that names the file's kind, lower-cased: ".pdf", or ".jsonl.gz" for a compressed JSONL."""
+    name = path.name.lower()
+    for double in (".jsonl.gz",):
+        if name.endswith(double):
+            return double
+    return path.suffix.lower()
+
+
 def supported(path: Path) -> bool:
-    return path.suffix.lower() in READERS
+    return kind_suffix(path) in READERS
 
 
 def reader_module(path: Path) -> str:
     """The full name of the module that reads `path`; raise UnsupportedFile for an extension no reader takes."""
-    module = READERS.get(path.suffix.lower())
+    module = READERS.get(kind_suffix(path))
     if module is None:
         known = ", ".join(sorted(READERS))
         raise UnsupportedFile(str(path), f"unsupported file type {path.suffix or '(none)'!r}; exorag reads {known}")
@@ -53,7 +65,7 @@ _RECORD_MARKS = {"jsonl": b"\n", "ris": b"\nER  -", "bibtex": b"\n@"}
 def estimate_records(path: Path) -> int:
     """About how many records `path` holds (newlines of a JSONL file, ER tags of RIS, entries of BibTeX; 1 for
     other kinds; 0 for unsupported or unreadable files), counted in 1 MiB blocks without parsing."""
-    kind = READERS.get(path.suffix.lower())
+    kind = READERS.get(kind_suffix(path))
     if kind is None:
         return 0
     mark = _RECORD_MARKS.get(kind)
@@ -62,12 +74,12 @@ def estimate_records(path: Path) -> int:
     keep = len(mark) - 1  # bytes carried over between blocks, so that a mark split by a block edge is counted
     count, tail, last = 0, b"\n" if keep else b"", b""  # a leading "\n": a mark on the first line counts too
     try:
-        with path.open("rb") as handle:
+        with (gzip.open(path, "rb") if kind_suffix(path).endswith(".gz") else path.open("rb")) as handle:
             while block := handle.read(1 << 20):
                 joined = tail + block
                 count += joined.count(mark)
                 tail, last = (joined[-keep:] if keep else b""), block[-1:]
-    except OSError:
+    except (OSError, EOFError, zlib.error):
         return 0
     if kind == "jsonl" and last and last != b"\n":
         count += 1  # a last line without its newline

@@ -30,7 +30,8 @@ from typing import Any
 from exorag.errors import ParseError
 from exorag.types import Document
 from exorag.build.sources.jsonl import record_to_document
-from exorag.build.sources.ris import clean_doi, initials_name, text_file
+from exorag.build.sources.ris import initials_name, text_file
+from exorag.text import normalise_doi
 
 MONTHS = {m: m.capitalize() for m in "jan feb mar apr may jun jul aug sep oct nov dec".split()}
 _ACCENTS = {'"': "\u0308", "'": "\u0301", "`": "\u0300", "^": "\u0302", "~": "\u0303", "=": "\u0304", ".": "\u0307",
@@ -251,7 +252,7 @@ def to_record(key: str, fields: dict[str, str], path: Path) -> dict[str, Any]:
 
     pmid = get("pmid")
     pmcid = get("pmcid").upper()
-    doi = clean_doi(get("doi"))
+    doi = normalise_doi(get("doi"))
     record: dict[str, Any] = {
         "title": get("title"),
         "abstract": get("abstract"),

@@ -1,6 +1,7 @@
 """JSONL reader: the exo_corpus schema and BEIR's `_id/title/text`.
 
-One JSON object per line. Text is the abstract (or BEIR `text`) followed by any full-text `sections`
+One JSON object per line (a `.jsonl.gz` file is read through gzip; damaged gzip data ends the file with a
+ParseError, the records before it kept). Text is the abstract (or BEIR `text`) followed by any full-text `sections`
 ({heading, text}); each becomes a Section span of Document.text. A bad line (not JSON, not an object,
 no text, not UTF-8) yields a ParseError naming the line, and reading goes on. Literal inline HTML tags
 that PubMed leaves in titles, abstracts and section texts go through `exorag.fetch.markup.tags_to_text`
@@ -14,8 +15,10 @@ BEIR metadata beyond title/text, a size limit on full-text `sections`, and any n
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -164,33 +167,40 @@ def record_to_document(record: dict[str, Any], path: Path, lineno: int) -> Docum
 
 def read(path: Path) -> Iterator[Document | ParseError]:
     try:
-        handle = open(path, "rb")
+        handle = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
     except OSError as exc:
         raise ParseError(str(path), f"cannot open: {exc.strerror or exc}") from exc
     with handle:
-        for lineno, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                yield ParseError(str(path), f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})", lineno)
-                continue
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield ParseError(str(path), f"not valid JSON ({exc.msg} at column {exc.colno})", lineno)
-                continue
-            except RecursionError:  # e.g. 2,000 nested '[': the C scanner gives up; so do we, for this line
-                yield ParseError(str(path), "not valid JSON (nested too deeply)", lineno)
-                continue
-            except ValueError as exc:  # a number of more than 4,300 digits (int_max_str_digits)
-                yield ParseError(str(path), f"not valid JSON ({str(exc).split(';')[0]})", lineno)
-                continue
-            if not isinstance(record, dict):
-                yield ParseError(str(path), f"expected a JSON object, got {type(record).__name__}", lineno)
-                continue
-            try:
-                yield record_to_document(record, path, lineno)
-            except ParseError as exc:
-                yield exc
+        try:
+            yield from _read_lines(path, handle)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # a truncated or corrupt .gz: what was read stays
+            raise ParseError(str(path), f"damaged gzip data ({exc})") from exc
+
+
+def _read_lines(path: Path, handle: Any) -> Iterator[Document | ParseError]:
+    for lineno, raw in enumerate(handle, start=1):
+        try:
+            line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            yield ParseError(str(path), f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})", lineno)
+            continue
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield ParseError(str(path), f"not valid JSON ({exc.msg} at column {exc.colno})", lineno)
+            continue
+        except RecursionError:  # e.g. 2,000 nested '[': the C scanner gives up; so do we, for this line
+            yield ParseError(str(path), "not valid JSON (nested too deeply)", lineno)
+            continue
+        except ValueError as exc:  # a number of more than 4,300 digits (int_max_str_digits)
+            yield ParseError(str(path), f"not valid JSON ({str(exc).split(';')[0]})", lineno)
+            continue
+        if not isinstance(record, dict):
+            yield ParseError(str(path), f"expected a JSON object, got {type(record).__name__}", lineno)
+            continue
+        try:
+            yield record_to_document(record, path, lineno)
+        except ParseError as exc:
+            yield exc

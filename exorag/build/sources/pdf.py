@@ -41,6 +41,7 @@ from pathlib import Path
 
 from pypdf import PageObject, PdfReader
 
+from exorag.text import normalise_doi
 from exorag.errors import ParseError
 from exorag.types import Document, Section
 from exorag.build.sources.pdf_spacing import normalise_spacing
@@ -444,19 +445,6 @@ def _pick_title(meta_title: str, font_title: str, first_page: list[str]) -> str:
     return ""
 
 
-def _clean_doi(doi: str) -> str:
-    """Strip trailing punctuation (and unbalanced closing brackets) from a DOI match."""
-    while doi:
-        last = doi[-1]
-        if last in ".,;:'\"”’>":
-            doi = doi[:-1]
-        elif last == ")" and doi.count("(") < doi.count(")"):
-            doi = doi[:-1]
-        elif last == "]" and doi.count("[") < doi.count("]"):
-            doi = doi[:-1]
-        else:
-            break
-    return doi
 
 
 def _find_doi(raw_pages: list[str], metadata: dict[str, str], running_lines: list[str]) -> str:
@@ -466,14 +454,14 @@ def _find_doi(raw_pages: list[str], metadata: dict[str, str], running_lines: lis
     places.extend(running_lines)
     for place in places:
         match = _DOI_RE.search(place)
-        if match and len(_clean_doi(match.group(0))) > 8:
-            return _clean_doi(match.group(0))
+        if match and len(normalise_doi(match.group(0))) > 8:
+            return normalise_doi(match.group(0))
     for page in raw_pages:  # BMC prints the DOI only next to "Cite this article as:" on the last page
         for cite in re.finditer(r"cite this article", page, re.IGNORECASE):
             near = [m for m in _DOI_RE.finditer(page, max(0, cite.start() - 200), cite.end() + 400)]
             if near:
                 nearest = min(near, key=lambda m: min(abs(m.start() - cite.start()), abs(m.start() - cite.end())))
-                return _clean_doi(nearest.group(0))
+                return normalise_doi(nearest.group(0))
     return ""
 
 

@@ -16,18 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from exorag.text import normalise_doi
 from exorag.errors import ParseError
 from exorag.types import Document
 from exorag.build.sources.jsonl import record_to_document
 
 _TAG = re.compile(r"^([A-Z][A-Z0-9])  ?-(?: (.*))?$")
-_DOI_PREFIX = re.compile(r"^(?:https?://(?:dx\.)?doi\.org/|doi:\s*)", re.IGNORECASE)
 JOURNAL_TAGS = ("JF", "JO", "T2", "JA", "J2")
 
 
-def clean_doi(value: str) -> str:
-    """'https://doi.org/10.1/x' or 'doi:10.1/x' -> '10.1/x'."""
-    return _DOI_PREFIX.sub("", value.strip()).strip()
 
 
 def initials_name(name: str) -> str:
@@ -104,7 +101,7 @@ def to_record(fields: dict[str, list[str]]) -> dict[str, Any]:
         "authors": [initials_name(a) for a in fields.get("AU", []) + fields.get("A1", []) if a.strip()],
         "year": _first(fields, "PY", "Y1", "DA"),
         "journal": _first(fields, *JOURNAL_TAGS),
-        "doi": clean_doi(_first(fields, "DO")),
+        "doi": normalise_doi(_first(fields, "DO")),
         "pmid": accession if accession.isdigit() else "",
         "pmcid": pmcid if re.fullmatch(r"PMC\d+", pmcid) else "",
         "keywords": keywords,
