@@ -59,7 +59,11 @@ class Evidence:
     @property
     def strength(self) -> float:
         """How strongly it takes its stance: the judge's probability for it plus half the claim's word coverage (the
-        judge alone rates a sentence on the same topic about as high as the one that states the claim)."""
+        judge alone rates a sentence on the same topic about as high as the one that states the claim). A sentence
+        that restates the claim word for word supports it with certainty: the judge may rate a neighbouring sentence
+        of the same passage a little higher than the very sentence a model's or a draft's claim quotes."""
+        if self.restates:
+            return 1.0 + 0.5 * self.overlap
         p = {"supports": self.judgement.supports, "contradicts": self.judgement.contradicts}.get(
             self.stance, self.judgement.neither)
         return p + 0.5 * self.overlap
