@@ -1,7 +1,14 @@
-"""Shared fixtures: paths to ../shared/data (skipped with a reason where absent) and one small real index.
+"""Shared fixtures: one small real index built from the committed fixture corpus, and paths to ../shared/data.
 
-The session index is built once with the real MiniLM model, real SQLite and a real FAISS file from real records
-of exo_corpus (the EV-heavy head of the file plus SciFact neighbours) and one real PDF.
+The session index (`sample_jsonl`, `built_index`, `index`) is built once, always from the same committed files, so it
+is the same on a fresh clone, on CI and on a machine with ../shared/data: the 207 real records of
+tests/fixtures/corpus/ev_small.jsonl (EV papers first, non-EV neighbours last, two full texts with sections; origin
+and licence of each in tests/fixtures/corpus/SOURCES.md) and one real CC BY PDF, SAMPLE_PDF, from
+tests/fixtures/pdfs/. It is built with the real MiniLM model, real SQLite and a real FAISS file.
+
+`SHARED` and `need()` are only for evaluations and benchmarks on the big sets (SciFact BEIR, BioASQ, the tag-precision
+labels over exo_corpus, the six open-access PDFs): a test that needs them is skipped, with the path, where
+../shared/data is absent.
 """
 
 from __future__ import annotations
@@ -12,10 +19,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+FIXTURE_CORPUS = FIXTURES / "corpus" / "ev_small.jsonl"
+FIXTURE_PDFS = FIXTURES / "pdfs"
+SAMPLE_PDF = FIXTURE_PDFS / "datta2010_dvt_prophylaxis_trauma_bmc_10.1186_1752-2897-4-1.pdf"
+SECOND_PDF = FIXTURE_PDFS / "agyemanduah2014_qi_malawi_bmchsr_10.1186_1472-6963-14-1.pdf"
+
 SHARED = REPO.parent / "shared" / "data"
 CORPUS = SHARED / "exo_corpus" / "corpus.jsonl"
 PDFS = SHARED / "pdfs_open_access"
-SAMPLE_PDF = PDFS / "datta2010_dvt_prophylaxis_trauma_bmc_10.1186_1752-2897-4-1.pdf"
 
 
 def need(path: Path) -> Path:
@@ -24,10 +36,13 @@ def need(path: Path) -> Path:
     return path
 
 
-def corpus_records(n_head: int = 140, n_tail: int = 40) -> list[dict]:
-    """The first `n_head` records (EV papers) and the last `n_tail` (non-EV neighbours) of exo_corpus."""
-    lines = need(CORPUS).read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines[:n_head] + (lines[-n_tail:] if n_tail else [])]
+def corpus_records(n_head: int | None = None, n_tail: int = 0) -> list[dict]:
+    """Records of the fixture corpus: all of them by default, else the first `n_head` (EV papers) and the last
+    `n_tail` (non-EV neighbours), in file order."""
+    lines = FIXTURE_CORPUS.read_text(encoding="utf-8").splitlines()
+    if n_head is not None and n_head + n_tail < len(lines):
+        lines = lines[:n_head] + (lines[-n_tail:] if n_tail else [])
+    return [json.loads(line) for line in lines]
 
 
 @pytest.fixture(scope="session")
@@ -39,15 +54,15 @@ def sample_jsonl(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def built_index(tmp_path_factory: pytest.TempPathFactory, sample_jsonl: Path) -> Path:
-    """A real index folder; tests that only read it may share it."""
+    """A real index folder of the whole fixture corpus and SAMPLE_PDF; tests that only read it may share it."""
     from exorag.index.index import open_index
     from exorag.build.ingest import ingest_paths
 
     folder = tmp_path_factory.mktemp("index")
     index = open_index(folder)
-    inputs = [sample_jsonl] + ([SAMPLE_PDF] if SAMPLE_PDF.exists() else [])
-    report = ingest_paths(index, inputs, progress=False)
+    report = ingest_paths(index, [sample_jsonl, SAMPLE_PDF], progress=False)
     assert not report.failed, report.failed
+    assert report.added == len(corpus_records()) + 1, report
     index.close()
     return folder
 

@@ -62,8 +62,8 @@ def test_yes_no_question_gets_a_consensus_and_labelled_quotes(built_index, capsy
 
     from exorag.cli import main
 
-    assert main(["ask", "Does PDE1A promote metastasis of non-small cell lung cancer?", "--index", str(built_index),
-                 "--json"]) == 0
+    assert main(["ask", "Does exosomal miR-1246 promote colorectal cancer liver metastasis?", "--index",
+                 str(built_index), "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert not payload["abstained"]
     consensus = payload["consensus"]
@@ -71,7 +71,7 @@ def test_yes_no_question_gets_a_consensus_and_labelled_quotes(built_index, capsy
     assert sum(consensus.values()) == len({c["doc_id"] for c in payload["citations"]})
     assert all(c["stance"] in ("supports", "contradicts", "neither") for c in payload["citations"])
     assert payload["answer"].startswith("Consensus: ")
-    assert "pmid:40704992" in {c["doc_id"] for c in payload["citations"]}  # the paper that answers it is quoted
+    assert "pmid:39979806" in {c["doc_id"] for c in payload["citations"]}  # the paper that answers it is quoted
 
 
 def test_abstains_when_no_answer_names_the_specific_term(index: Index) -> None:

@@ -14,7 +14,7 @@ from exorag.text import overlap
 from exorag.cli import main
 from exorag.index.index import open_index
 
-PNAS = "doi:10.1073/pnas.1605146113"  # "Extracellular vesicles and viruses: Are they close relatives?", line 64 of corpus.jsonl
+PNAS = "doi:10.1073/pnas.1605146113"  # "Extracellular vesicles and viruses: Are they close relatives?" (fixture corpus)
 PARAGRAPH = (
     "Extracellular vesicles released by cells resemble retroviruses in their physical and chemical properties and "
     "in the way they are made. The Eiffel Tower was completed in 1889.\n"
@@ -87,14 +87,15 @@ def test_overlap_matches_spelling_and_word_forms() -> None:
 def test_reversed_finding_is_contradicted_with_the_quote(index) -> None:  # type: ignore[no-untyped-def]
     from exorag.ask.cite import cite_paragraph
 
-    # pmid:40704992 (in the test index): "... PDE1A promoted NSCLC metastasis by activating the STAT3 pathway."
+    # pmid:39979806 (in the fixture corpus): "Cancer-secreted exosomal miR-1246 promotes colorectal cancer liver
+    # metastasis by activating hepatic stellate cells."
     same, reversed_, absent = cite_paragraph(index, (
-        "PDE1A promotes metastasis of non-small cell lung cancer through STAT3 signalling. "
-        "PDE1A suppresses metastasis of non-small cell lung cancer through STAT3 signalling. "
+        "Exosomal miR-1246 promotes colorectal cancer liver metastasis. "
+        "Exosomal miR-1246 inhibits colorectal cancer liver metastasis. "
         "Saturn's rings are made of ice and rock."), k=8)
-    assert same.verdict in ("supported", "mixed") and "pmid:40704992" in {c.document.id for c in same.citations}
+    assert same.verdict == "supported" and "pmid:39979806" in {c.document.id for c in same.citations}
     assert reversed_.verdict == "contradicted" and not reversed_.citations
     quote = reversed_.contradicting[0]
-    assert quote.document.id == "pmid:40704992" and "PDE1A" in quote.quote
+    assert quote.document.id == "pmid:39979806" and "miR-1246" in quote.quote
     assert quote.stance == "contradicts" and quote.document.text[quote.char_start:quote.char_end] == quote.quote
     assert absent.verdict == "unsupported" and not absent.citations and not absent.contradicting

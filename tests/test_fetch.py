@@ -37,8 +37,7 @@ WEBENV = "MCID_6650d2f1a4c5b80b1e2c7d39"
 CURSORS = {"*": "search_1.json", "AoIIQJxGsy0yOTcxMjQwNQ==": "search_2.json",
            "AoIIQJ0D4S0yOTcxNTU1OQ==": "search_3.json"}
 PDF_QUERY = "pdf fallback"  # answered from search_pdf.json: OA papers without JATS whose listed PDFs the server has
-OA_PDF = (REPO.parent / "shared" / "data" / "pdfs_open_access"
-          / "datta2010_dvt_prophylaxis_trauma_bmc_10.1186_1752-2897-4-1.pdf")
+OA_PDF = REPO / "tests" / "fixtures" / "pdfs" / "datta2010_dvt_prophylaxis_trauma_bmc_10.1186_1752-2897-4-1.pdf"
 
 Answer = tuple[int, dict[str, str], bytes]
 
@@ -405,7 +404,6 @@ def test_europepmc_follows_cursor_and_adds_jats_sections(fake: FakeServices, tmp
     assert main([*argv, "--max", "10"]) == 0 and fake.log == []  # complete: nothing asked again
 
 
-@pytest.mark.skipif(not OA_PDF.exists(), reason=f"the open-access PDF fixture is absent: {OA_PDF}")
 def test_europepmc_falls_back_to_the_oa_pdf_without_jats(fake: FakeServices, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["fetch", "europepmc", PDF_QUERY, "--fulltext", "--out", str(tmp_path), "--no-ingest"]

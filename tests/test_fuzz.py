@@ -2,8 +2,8 @@
 inputs and random bytes. The only allowed outcomes are Documents, ParseError values or a raised ParseError (a
 FetchError for the XML parser): never another exception, never a hang (each example runs under an alarm).
 
-Seeds are real files: records of exo_corpus, the open-access PDFs of ../shared/data and the RIS, BibTeX and
-efetch fixtures of tests/fixtures (a seed that is absent is skipped).
+Seeds are real files, all committed under tests/fixtures: records of the fixture corpus (corpus/ev_small.jsonl), its two
+CC BY PDFs (pdfs/) and the RIS, BibTeX and efetch fixtures.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from exorag.fetch.pubmed import parse_articles
 from exorag.build.sources import bibtex, jsonl, pdf, ris, text
 from exorag.types import Document
 
-from .conftest import CORPUS, PDFS
+from .conftest import FIXTURE_CORPUS, FIXTURE_PDFS
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 HANG_S = 10  # one example taking longer than this is a hang
@@ -98,9 +98,7 @@ def seed(path: Path) -> bytes:
 
 
 def corpus_head(n: int = 5) -> bytes:
-    if not CORPUS.exists():
-        return b'{"id": "x:1", "title": "Exosomes", "abstract": "Exosomes carry PD-L1.", "year": 2020}\n'
-    with CORPUS.open("rb") as handle:
+    with FIXTURE_CORPUS.open("rb") as handle:
         return b"".join(next(handle) for _ in range(n))
 
 
@@ -183,10 +181,9 @@ def test_bibtex_reader(data: st.DataObject) -> None:
 
 # --------------------------------------------------------------------------------------------------- PDF
 
-SEED_PDFS = sorted(PDFS.glob("*.pdf"), key=lambda p: p.stat().st_size)[:3] if PDFS.exists() else []
+SEED_PDFS = sorted(FIXTURE_PDFS.glob("*.pdf"), key=lambda p: p.stat().st_size)
 
 
-@pytest.mark.skipif(not SEED_PDFS, reason=f"no seed PDFs at {PDFS}")
 @given(st.data())
 @settings(FUZZ, max_examples=25)
 def test_pdf_reader(data: st.DataObject) -> None:

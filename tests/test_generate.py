@@ -214,7 +214,7 @@ def test_parse_sentences_reads_marker_styles() -> None:
 
 
 def test_paraphrase_is_supported_and_wrong_passage_is_not(index) -> None:  # type: ignore[no-untyped-def]
-    hits = search(index, QUESTION, k=8)
+    hits = search(index, QUESTION, k=12)  # in the metastasis-rich fixture corpus the first passage on another topic is 11th
     n = next(i for i, h in enumerate(hits, 1) if "prepare the pre-metastatic niche" in h.chunk.text)
     other = next(i for i, h in enumerate(hits, 1) if "niche" not in h.chunk.text and "metasta" not in h.chunk.text)
     text = (f"Tumour exosomes taken up by organ-specific cells prepare the pre-metastatic niche [{n}]. "

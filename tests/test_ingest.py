@@ -19,7 +19,7 @@ from exorag.index.index import open_index
 from exorag.build.ingest import ingest_paths
 from exorag.index.vectors import VECTORS_FILE
 
-from .conftest import CORPUS, SAMPLE_PDF, corpus_records, need
+from .conftest import SAMPLE_PDF, corpus_records
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
@@ -74,7 +74,7 @@ def test_bad_inputs_are_named_and_the_rest_is_ingested(tmp_path: Path) -> None:
     unknown = tmp_path / "table.xlsx"
     unknown.write_bytes(b"PK\x03\x04")
     broken_pdf = tmp_path / "broken.pdf"
-    broken_pdf.write_bytes(need(SAMPLE_PDF).read_bytes()[:1500])
+    broken_pdf.write_bytes(SAMPLE_PDF.read_bytes()[:1500])
     note = tmp_path / "note.md"
     note.write_text("# Dex vaccines\n\nDendritic-cell-derived exosomes were tested in a phase II trial.\n")
 
@@ -89,7 +89,7 @@ def test_bad_inputs_are_named_and_the_rest_is_ingested(tmp_path: Path) -> None:
     assert any(m.startswith(f"{latin}: not UTF-8") for m in messages)
     assert any(m.startswith(str(broken_pdf)) for m in messages)
     assert [str(p) for p in report.skipped] == [f"{unknown}: unsupported file type '.xlsx'; exorag reads "
-                                                ".bib, .jsonl, .markdown, .md, .ndjson, .pdf, .ris, .txt"]
+                                                ".bib, .jsonl, .jsonl.gz, .markdown, .md, .ndjson, .pdf, .ris, .txt"]
     consistent(index)
     doc = index.get_document("file:note")
     assert doc.title == "Dex vaccines" and doc.sections[0].heading == "Dex vaccines"
@@ -169,7 +169,6 @@ def test_faiss_search_equals_numpy_brute_force(index) -> None:  # type: ignore[n
 
 def test_interrupted_ingest_resumes_without_loss_or_duplicates(tmp_path: Path) -> None:
     """SIGINT (Ctrl-C) in the middle of embedding, then the same command again: same store as one clean run."""
-    need(CORPUS)
     data = write_jsonl(tmp_path / "some.jsonl", corpus_records(n_head=60, n_tail=0))
     folder = tmp_path / "idx"
     cmd = [sys.executable, "-m", "exorag.cli", "ingest", str(data), "--index", str(folder)]

@@ -52,7 +52,9 @@ K = 3  # passages per question: a short prompt keeps each answer to a few second
 # can: llama.cpp keeps the last prompt evaluated, so the same prompt again costs only the reply.
 START_TIMEOUT_S = 90.0
 QUESTIONS = (
-    "How do tumour-derived exosomes help cancer metastasis?",
+    # On the fixture corpus's passages the model's reply to each holds at least one claim for the verifier to check
+    # (to "How do tumour-derived exosomes help cancer metastasis?" it writes only "The answer to this question is:").
+    "How do tumour-derived exosomes prepare the pre-metastatic niche?",
     "Which markers are used to characterise extracellular vesicles?",
     "How are exosomes isolated by ultracentrifugation?",
 )

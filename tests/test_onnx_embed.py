@@ -1,4 +1,4 @@
-"""The ONNX backends against torch, with the real bundled MiniLM and 200 real exo_corpus texts.
+"""The ONNX backends against torch, with the real bundled MiniLM and 200 real texts of the fixture corpus.
 
 The export and the int8 quantisation are built once per module into a temporary cache ($EXORAG_CACHE), so the test
 exercises the whole build; vectors are compared with sentence-transformers' fp32 ones (run with -s to see figures).
@@ -18,15 +18,14 @@ import pytest
 from exorag.index import embed, onnx_embed
 from exorag.errors import ExoragError
 
-from .conftest import CORPUS, need
+from .conftest import FIXTURE_CORPUS
 
 
 @pytest.fixture(scope="module")
 def records() -> list[dict]:
-    lines = need(CORPUS).read_text(encoding="utf-8").splitlines()
+    lines = FIXTURE_CORPUS.read_text(encoding="utf-8").splitlines()
     records = [json.loads(line) for line in lines[:150] + lines[-50:]]  # EV papers and non-EV neighbours
-    if len(records) < 200:
-        pytest.skip(f"{CORPUS} has fewer than 200 records")
+    assert len(records) == 200
     return records
 
 

@@ -1,4 +1,8 @@
-"""Tests for exorag.build.sources.pdf on six real open-access PDFs, plus broken, encrypted and blank PDFs made on the fly."""
+"""Tests for exorag.build.sources.pdf on real open-access PDFs, plus broken, encrypted and blank PDFs made on the fly.
+
+The per-PDF tests run on the two CC BY PDFs committed in tests/fixtures/pdfs (always) and on the four other PDFs of
+../shared/data/pdfs_open_access (skipped, with the path, where that folder is absent, as on a fresh clone).
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,19 @@ from exorag.errors import ParseError
 from exorag.build.sources import pdf
 from exorag.types import Document
 
-PDF_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pdfs_open_access"
-PDFS = sorted(PDF_DIR.glob("*.pdf")) if PDF_DIR.is_dir() else []
-needs_pdfs = pytest.mark.skipif(not PDFS, reason=f"real test PDFs not found in {PDF_DIR}")
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE_PDFS = sorted((REPO / "tests" / "fixtures" / "pdfs").glob("*.pdf"))  # agyemanduah2014, datta2010
+SHARED_DIR = REPO.parent / "shared" / "data" / "pdfs_open_access"
+SHARED_ONLY = [SHARED_DIR / name for name in (  # the other four of the six (one of them is CC BY-NC-SA)
+    "douglas2014_ace_inhibitors_clinsci_10.1042_CS20130403.pdf",
+    "stressful_life_events_dementia_intpsychogeriatrics2014_10.1017_S1041610213001804.pdf",
+    "tully2010_heart_failure_programmes_hindawi_10.1155_2010_157939.pdf",
+    "webb2017_vespa_peerjcs_10.7717_peerj-cs.118.pdf")]
+PDFS = FIXTURE_PDFS + [p for p in SHARED_ONLY if p.exists()]  # the PDFs at hand
+ALL_PDFS = [pytest.param(p, id=p.name[:24]) for p in FIXTURE_PDFS] + [
+    pytest.param(p, id=p.name[:24], marks=pytest.mark.skipif(not p.exists(), reason=f"shared PDF not found: {p} "
+                                                              "(a fresh clone has no ../shared/data)"))
+    for p in SHARED_ONLY]
 
 # A running header/footer phrase of each paper, as pypdf prints it on (nearly) every page.
 FOOTERS = {
@@ -44,12 +58,7 @@ def parsed() -> dict[Path, tuple[Document, list[str]]]:
     return out
 
 
-def ids(paths: list[Path]) -> list[str]:
-    return [path.name[:24] for path in paths]
-
-
-@needs_pdfs
-@pytest.mark.parametrize("path", PDFS, ids=ids(PDFS))
+@pytest.mark.parametrize("path", ALL_PDFS)
 def test_real_pdf_gives_one_document(parsed, path: Path) -> None:
     doc, raw = parsed[path]
     assert doc.source == "pdf" and doc.origin == str(path)
@@ -60,8 +69,7 @@ def test_real_pdf_gives_one_document(parsed, path: Path) -> None:
     assert len(doc.title.split()) >= 5 and "\n" not in doc.title
 
 
-@needs_pdfs
-@pytest.mark.parametrize("path", PDFS, ids=ids(PDFS))
+@pytest.mark.parametrize("path", ALL_PDFS)
 def test_sections_are_exact_ordered_spans_over_every_page(parsed, path: Path) -> None:
     doc, raw = parsed[path]
     text, sections = doc.text, doc.sections
@@ -82,8 +90,7 @@ def test_sections_are_exact_ordered_spans_over_every_page(parsed, path: Path) ->
     assert {"Abstract", "Introduction", "Methods", "Materials and methods", "Results", "Discussion"} & set(headings)
 
 
-@needs_pdfs
-@pytest.mark.parametrize("path", PDFS, ids=ids(PDFS))
+@pytest.mark.parametrize("path", ALL_PDFS)
 def test_references_are_kept_but_not_indexed(parsed, path: Path) -> None:
     doc, _ = parsed[path]
     references = [s for s in doc.sections if s.heading == "References"]
@@ -93,8 +100,7 @@ def test_references_are_kept_but_not_indexed(parsed, path: Path) -> None:
     assert any(s.indexed for s in doc.sections if s.heading in ("Introduction", "Methods", "Results", "Discussion"))
 
 
-@needs_pdfs
-@pytest.mark.parametrize("path", PDFS, ids=ids(PDFS))
+@pytest.mark.parametrize("path", ALL_PDFS)
 def test_doi_matches_file_name(parsed, path: Path) -> None:
     doc, _ = parsed[path]
     expected = re.search(r"10\.\d{4,9}_.+$", path.stem).group(0)  # file names write "/" as "_"
@@ -102,8 +108,7 @@ def test_doi_matches_file_name(parsed, path: Path) -> None:
     assert doc.id == f"doi:{doc.doi.lower()}"
 
 
-@needs_pdfs
-@pytest.mark.parametrize("path", PDFS, ids=ids(PDFS))
+@pytest.mark.parametrize("path", ALL_PDFS)
 def test_running_footer_removed(parsed, path: Path) -> None:
     doc, raw = parsed[path]
     phrase = next(phrase for prefix, phrase in FOOTERS.items() if path.name.startswith(prefix))
@@ -112,8 +117,7 @@ def test_running_footer_removed(parsed, path: Path) -> None:
     assert doc.text.count(phrase) == 0
 
 
-@needs_pdfs
-@pytest.mark.parametrize("path", PDFS, ids=ids(PDFS))
+@pytest.mark.parametrize("path", ALL_PDFS)
 def test_line_end_hyphens_rejoined(parsed, path: Path) -> None:
     doc, raw = parsed[path]
     raw_text = "\n".join(raw)
@@ -123,9 +127,8 @@ def test_line_end_hyphens_rejoined(parsed, path: Path) -> None:
     assert "-\n" not in doc.text
 
 
-@needs_pdfs
 def test_known_hyphenation_and_title() -> None:
-    path = next(p for p in PDFS if p.name.startswith("agyemanduah2014"))
+    path = next(p for p in FIXTURE_PDFS if p.name.startswith("agyemanduah2014"))
     doc = next(pdf.read(path))
     assert "expectations of a leading referral hospital" in doc.text  # "expec-\ntations"
     assert "resource-limited" in doc.text and "resourcelimited" not in doc.text  # a real compound is kept
@@ -167,10 +170,9 @@ def read_error(path: Path) -> ParseError:
     return caught.value
 
 
-@needs_pdfs
 @pytest.mark.parametrize("fraction", [0.5, 0.99])
 def test_truncated_pdf(tmp_path: Path, fraction: float) -> None:
-    data = PDFS[0].read_bytes()
+    data = FIXTURE_PDFS[0].read_bytes()
     path = tmp_path / "truncated.pdf"
     path.write_bytes(data[: int(len(data) * fraction)])
     assert "not a readable PDF" in read_error(path).reason
@@ -189,10 +191,9 @@ def test_garbage_between_header_and_eof(tmp_path: Path) -> None:
 
 
 def smallest_pdf() -> Path:
-    return min(PDFS, key=lambda p: p.stat().st_size)
+    return min(FIXTURE_PDFS, key=lambda p: p.stat().st_size)
 
 
-@needs_pdfs
 def test_encrypted_pdf(tmp_path: Path) -> None:
     writer = PdfWriter(clone_from=smallest_pdf())
     writer.encrypt("secret")
@@ -202,7 +203,6 @@ def test_encrypted_pdf(tmp_path: Path) -> None:
     assert "encrypted" in read_error(path).reason
 
 
-@needs_pdfs
 def test_encrypted_with_empty_user_password_is_read(tmp_path: Path) -> None:
     writer = PdfWriter(clone_from=smallest_pdf())
     writer.encrypt("", "owner-secret")
@@ -229,13 +229,23 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 
-@needs_pdfs
+def glued_runs(text: str) -> list[str]:
+    return [w for w in re.findall(r"[a-z]+", text) if len(w) >= 20 and re.search(r"the|and|you|was", w)]
+
+
 def test_lines_justified_by_character_spacing_keep_their_word_gaps(
         parsed: dict[Path, tuple[Document, list[str]]]) -> None:
     """tully2010 and agyemanduah2014 justify some lines with a large Tc pulled back by TJ offsets; pypdf alone glued
-    those lines into one word ("reactionsto,youknewwhatyoucoulddoand")."""
-    tully = next(doc for path, (doc, _) in parsed.items() if path.name.startswith("tully2010"))
-    assert "you knew what you could do and" in tully.text
-    glued = [w for doc, _ in parsed.values() for w in re.findall(r"[a-z]+", doc.text)
-             if len(w) >= 20 and re.search(r"the|and|you|was", w)]
-    assert glued == [], glued[:5]  # runs of ordinary words, such as "threenursesareondayshifts", are gone
+    those lines into one word ("threenursesareondayshiftsandtwoareonnight"). Over every PDF at hand."""
+    path, (agyemanduah, raw) = next((p, v) for p, v in parsed.items() if p.name.startswith("agyemanduah2014"))
+    assert "threenursesareondayshiftsandtwoareonnight" in glued_runs("\n".join(raw))  # pypdf's own text glues it
+    assert "three nurses are on day shifts and two are on night" in agyemanduah.text
+    glued = [w for doc, _ in parsed.values() for w in glued_runs(doc.text)]
+    assert glued == [], glued[:5]  # runs of ordinary words are gone
+
+
+@pytest.mark.skipif(not SHARED_ONLY[2].exists(),
+                    reason=f"shared PDF not found: {SHARED_ONLY[2]} (a fresh clone has no ../shared/data)")
+def test_tully2010_justified_line_keeps_its_word_gaps(parsed: dict[Path, tuple[Document, list[str]]]) -> None:
+    tully = parsed[SHARED_ONLY[2]][0]
+    assert "you knew what you could do and" in tully.text  # pypdf alone: "reactionsto,youknewwhatyoucoulddoand"

@@ -25,7 +25,7 @@ from exorag.build.ingest import ingest_paths
 from exorag.build.sources import READERS
 from exorag.types import Document, Section
 
-from .conftest import CORPUS, corpus_records, need
+from .conftest import corpus_records
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
@@ -262,7 +262,6 @@ def _kill_during(cmd: list[str], marker: str, delay: float) -> None:
 @pytest.fixture(scope="module")
 def forty(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """40 real records and the stats of one uninterrupted ingest of them."""
-    need(CORPUS)
     root = tmp_path_factory.mktemp("forty")
     data = write_jsonl(root / "forty.jsonl", corpus_records(n_head=32, n_tail=8))
     index = open_index(root / "clean")
