@@ -6,7 +6,10 @@ PMID and DOI links.
 A quote is shown through `display_quote`, which sets it off from our own `[n]` markers: in typographic quotes, with
 the source paper's own reference markers ("[16]", "[3, 5-7]") made plain as "[ref. 16]" / "[refs. 3, 5-7]" in
 text and Markdown, and, on the page, in grey `<span class="src-ref">` spans (author-year ones too).
-Deliberately left out: BibTeX/RIS/CSL export (export.py, a later issue).
+In Markdown, document text (titles, authors, journals, file names) goes through `md_escape`, so a record cannot
+inject links, images or HTML; `reference_list` is the one builder of numbered reference lists; `display_title`
+gives an untitled record its opening words. Deliberately left out: BibTeX/RIS/CSL export (export.py), the page's
+HTML (web/page.py), and evidence tables (table.py).
 """
 
 from __future__ import annotations
