@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import signal
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -291,9 +292,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         state = "consistent" if result["consistent"] else "NOT consistent"
         print(f"{state}: {result['chunks']} chunks, {result['vectors']} vectors; {result['missing']} chunks without "
               f"a vector, {result['stale']} stale vectors")
+        for problem in result["store_problems"]:
+            print(f"damaged store: {problem}")
+        if result["vectors_damaged"]:
+            print(f"damaged vectors: {result['vectors_damaged']}")
         if "added" in result:
-            print(f"repaired: vectors +{result['added']} -{result['removed']}")
-    return 0 if result["consistent"] or "added" in result else 1
+            print(f"repaired: vectors +{result['added']} -{result['removed']}"
+                  + ("; full-text table rebuilt" if result.get("fts_rebuilt") else "")
+                  + ("" if result.get("repaired") else "; the store itself is damaged beyond what check can rebuild"))
+    return 0 if result["consistent"] or result.get("repaired") else 1
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
@@ -668,6 +675,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: what was written is complete; run the same command again to resume", file=sys.stderr)
         return 130
+    except sqlite3.DatabaseError as exc:  # a store call outside the Index's own translation (should not happen)
+        print(f"error: the index store failed: {exc}; run `exorag check --index DIR` to see what is damaged",
+              file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `exorag show ID | head`: the reader left; end quietly, as cat does
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would fail again

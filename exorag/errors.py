@@ -47,6 +47,15 @@ class EmptyQuery(ExoragError):
     """A query or question with no searchable content."""
 
 
+class DamagedIndex(ExoragError):
+    """A file of the index is damaged (a garbled store page, a broken FTS table, a truncated FAISS file, bad
+    index.json) or missing; the message says which and what `exorag check --repair` can rebuild."""
+
+
+class IndexBusy(ExoragError):
+    """Another exorag process is writing to the same index folder."""
+
+
 class EmptyIndex(ExoragError):
     """The index holds no passages yet, so there is nothing to answer from."""
 

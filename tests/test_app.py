@@ -551,3 +551,39 @@ def test_foreign_host_and_cross_origin_requests_are_refused(served: tuple[Index,
     assert code == 403 and "cross-origin" in body
     assert status("/gradio_api/info", Origin=f"http://127.0.0.1:{port}")[0] == 200
     assert status("/", Host=f"localhost:{port}")[0] == 200
+
+
+def _raw_ask(url: str, data: list) -> tuple[str, object]:  # type: ignore[type-arg]
+    """POST /gradio_api/call/ask as a raw HTTP caller would; (event name, its data)."""
+    base = url.rstrip("/")
+    request = urllib.request.Request(base + "/gradio_api/call/ask", data=json.dumps({"data": data}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    event = json.loads(urllib.request.urlopen(request, timeout=60).read())["event_id"]
+    text = urllib.request.urlopen(f"{base}/gradio_api/call/ask/{event}", timeout=180).read().decode()
+    name = re.findall(r"^event: (\w+)", text, re.MULTILINE)[-1]
+    payload = json.loads(re.findall(r"^data: (.*)$", text, re.MULTILINE)[-1])
+    return name, payload
+
+
+def test_raw_api_callers_get_a_message_for_every_bad_input(served: tuple[Index, object, str, object]) -> None:
+    """Wrong types from a raw HTTP caller (a number for the question, an object for a filter, a lone surrogate, an
+    infinite year, too few inputs) each come back as a readable message, never an error with a null message."""
+    _, _, url, _ = served
+    cases = {
+        "number question": ([123, 8, None, None, None, None, None], "Please type a question"),
+        "object filter": (["exosomes", 8, None, None, {"a": 1}, None, None], "expected a list of text values"),
+        "number filter": (["exosomes", 8, None, None, None, 5, None], "expected a list of text values"),
+        "lone surrogate": (["exosomes \ud800 PD-L1", 8, None, None, None, None, None], "not valid text"),
+        "infinite year": (["exosomes", 8, "inf", None, None, None, None], "is not a number"),
+        "huge k": ([EV_QUESTION, 10**9, None, None, None, None, None], None),
+    }
+    for label, (data, expected) in cases.items():
+        name, payload = _raw_ask(url, data)
+        assert name == "complete", (label, payload)
+        result = payload[0]  # type: ignore[index]
+        if expected is None:
+            assert len(result["citations"]) <= handlers.MAX_K, label
+        else:
+            assert expected in result["error"], (label, result)
+    name, payload = _raw_ask(url, [EV_QUESTION])  # Gradio itself wants all 7 inputs: it says so
+    assert name == "error" and "needed: 7, got: 1" in payload["error"]  # type: ignore[index]

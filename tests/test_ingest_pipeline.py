@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import re
 import signal
 import subprocess
 import sys
@@ -117,6 +119,51 @@ def test_kill_9_of_ingest_leaves_no_reader_child(tmp_path: Path) -> None:
     alive = [c for c in children if Path(f"/proc/{c}").exists()
              and "zombie" not in Path(f"/proc/{c}/status").read_text().lower()]
     assert not alive, f"reader child {alive} outlived its parent"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("moment", ["embedding", "saving"])
+def test_kill_9_after_pdf_reading_leaves_no_child_alive(tmp_path: Path, moment: str) -> None:
+    """kill -9 of `exorag ingest` once the PDFs are read (the reader child and multiprocessing's resource tracker
+    started), while it embeds or as it saves: every child it had is dead (a zombie awaiting init counts as dead)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for pdf in (Path(__file__).parent / "fixtures" / "pdfs").glob("*.pdf"):
+        shutil.copy(pdf, folder / pdf.name)
+    lines = (Path(__file__).parent / "fixtures" / "corpus" / "ev_small.jsonl").read_text(encoding="utf-8").splitlines()
+    (folder / "a.jsonl").write_text("\n".join(lines[:120]) + "\n", encoding="utf-8")
+    cmd = [sys.executable, "-m", "exorag.cli", "ingest", str(folder), "--index", str(tmp_path / "idx")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    seen, children, deadline = "", set(), time.monotonic() + 300
+    done = re.compile(r"(\d+)/(\d+) \[")
+    while time.monotonic() < deadline and proc.poll() is None:
+        char = proc.stderr.read(1)  # type: ignore[union-attr]
+        seen += char
+        children |= _children(proc.pid)
+        if char == "[" and "embedding:" in seen[-200:]:
+            counts = done.findall(seen[-200:].rsplit("embedding:", 1)[-1])
+            if counts and (moment == "embedding" or int(counts[-1][0]) >= int(counts[-1][1]) - 256):
+                break
+    children |= _children(proc.pid)
+    assert children, "no child process appeared (the PDFs are read in a child)"
+    proc.kill()
+    proc.wait(timeout=30)
+    end = time.monotonic() + 10
+
+    def alive() -> list[int]:
+        out = []
+        for c in children:
+            try:
+                if "zombie" not in Path(f"/proc/{c}/status").read_text().lower():
+                    out.append(c)
+            except OSError:
+                pass
+        return out
+
+    while time.monotonic() < end and alive():
+        time.sleep(0.1)
+    assert not alive(), f"children {alive()} outlived their parent"
 
 
 def test_embedding_overlaps_parsing_and_the_result_equals_a_sequential_run(tmp_path: Path, hang_kind: None) -> None:

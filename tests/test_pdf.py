@@ -249,3 +249,17 @@ def test_lines_justified_by_character_spacing_keep_their_word_gaps(
 def test_tully2010_justified_line_keeps_its_word_gaps(parsed: dict[Path, tuple[Document, list[str]]]) -> None:
     tully = parsed[SHARED_ONLY[2]][0]
     assert "you knew what you could do and" in tully.text  # pypdf alone: "reactionsto,youknewwhatyoucoulddoand"
+
+
+def test_authors_journal_and_year_come_from_the_pdf() -> None:
+    """The byline after the title (not a sidebar, not affiliations), the journal of a page-1 header or a metadata
+    /Subject that reads like one; committed CC BY fixtures, so this runs on a fresh clone."""
+    from exorag.build.sources.pdf import read
+
+    fixtures = Path(__file__).parent / "fixtures" / "pdfs"
+    datta = next(read(next(fixtures.glob("datta2010*.pdf"))))
+    assert datta.authors == ("Indraneel Datta", "Chad G Ball", "Lucas Rudmik", "S Morad Hameed", "John B Kortbeek")
+    assert datta.journal == "Journal of Trauma Management & Outcomes" and datta.year == 2010
+    malawi = next(read(next(fixtures.glob("agyemanduah2014*.pdf"))))
+    assert malawi.authors[:2] == ("Josephine Nana Afrakoma Agyeman-Duah", "Antje Theurer") and malawi.year == 2014
+    assert not any("University" in a or "Department" in a for a in malawi.authors)

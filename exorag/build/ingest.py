@@ -39,9 +39,9 @@ from tqdm import tqdm
 from exorag.build.chunk import chunk_document
 from exorag.build.enrich import derive
 from exorag.index.embed_thread import EmbedThread
-from exorag.errors import FileTimeout, ParseError, UnsupportedFile
+from exorag.errors import ExoragError, FileTimeout, ParseError, UnsupportedFile
 from exorag.settings import BuildSettings, current
-from exorag.index.index import Index, sync_vectors
+from exorag.index.index import Index, sync_vectors, writes
 from exorag.build.reader_process import ReaderProcess
 from exorag.build.sources import estimate_records, expand_paths, read_path, reader_module
 from exorag.types import Document
@@ -131,6 +131,7 @@ def _items(path: Path, limit: float | None, readers: ReaderProcess) -> Iterator[
     return _timed(read_path(path), limit)
 
 
+@writes
 def ingest_paths(
     index: Index,
     paths: Iterable[Path],
@@ -185,8 +186,8 @@ def ingest_paths(
                     if expired():  # a reader may have wrapped the timeout into its own ParseError
                         exc = _timeout(path, file_timeout)
                     note(exc, report.failed)
-                except (KeyboardInterrupt, MemoryError):
-                    raise
+                except (KeyboardInterrupt, MemoryError, ExoragError):
+                    raise  # an ExoragError here is the index's (a full disk, damage, a second writer): stop, say so
                 except Exception as exc:  # a reader bug must not sink the batch
                     reason = _timeout(path, file_timeout).reason if expired() else \
                         f"unexpected {type(exc).__name__}: {exc}"

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from exorag.errors import ExoragError, NotFound
-from exorag.index.index import Index, sync_vectors
+from exorag.index.index import Index, sync_vectors, writes
 from exorag.build.ingest import FILE_TIMEOUT_S, IngestReport, Problem, ingest_paths
 
 
@@ -65,6 +65,7 @@ def stale_documents(index: Index, folder: Path, seen: set[str], keep_files: set[
     return stale
 
 
+@writes
 def remove_documents(index: Index, doc_ids: Iterable[str], embed: bool = True) -> RemoveReport:
     """Remove each document with its chunks, then sync the vectors (even when every id was already absent, so a
     `remove` killed between the store commit and the FAISS save is finished by running it again). Ids with no
@@ -81,6 +82,7 @@ def remove_documents(index: Index, doc_ids: Iterable[str], embed: bool = True) -
     return report
 
 
+@writes
 def sync_folder(
     index: Index,
     folder: Path,

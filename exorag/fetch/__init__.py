@@ -5,7 +5,8 @@ or DTDs), `files` (what a fetch leaves on disk: JSONL, state, raw-response cache
 `europepmc` (Europe PMC search and JATS full text), `jats` (JATS body -> sections), `ids` (PMIDs, PMCIDs and DOIs
 found in pasted text), `defaults` (the versioned default query list), `ingest` (fetched files into an index).
 Only this package talks to the network, and only when `exorag fetch` is run; nothing here runs at question time.
-Deliberately left out: PDF download for open-access papers without JATS, and any service other than these two.
+An open-access paper without JATS gets its PDF downloaded and read (europepmc.py). Base URLs and the NCBI key come
+from Settings.fetch. Deliberately left out: any service other than these two, and authenticated (paywalled) access.
 """
 
 from __future__ import annotations

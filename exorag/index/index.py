@@ -15,20 +15,23 @@ drift that appears while an index is open).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
+import os
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
 
 from exorag.index import embed, store
-from exorag.errors import IndexMismatch
+from exorag.errors import DamagedIndex, ExoragError, IndexBusy, IndexMismatch
 from exorag.settings import current
 from exorag.index.vectors import VECTORS_FILE, Vectors, open_vectors, read_meta
 
@@ -45,9 +48,62 @@ def _locked(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def method(self: "Index", *args: Any, **kwargs: Any) -> Any:
         with self._lock:
-            return fn(self._conn, *args, **kwargs)
+            try:
+                return fn(self._conn, *args, **kwargs)
+            except sqlite3.DatabaseError as exc:
+                raise store_failure(self.folder, exc) from exc
 
     return method
+
+
+WRITE_LOCK = "write.lock"
+
+
+def writes(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run `fn(index, ...)` (a function or a generator) holding `index.writing()`: for every command that writes."""
+    import inspect
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def generator(index: Index, *args: Any, **kwargs: Any) -> Any:
+            with index.writing():
+                yield from fn(index, *args, **kwargs)
+        return generator
+
+    @functools.wraps(fn)
+    def function(index: Index, *args: Any, **kwargs: Any) -> Any:
+        with index.writing():
+            return fn(index, *args, **kwargs)
+    return function
+
+
+def _take_write_lock(folder: Path) -> int:
+    """An open descriptor holding an exclusive flock on folder/WRITE_LOCK (with this pid written in it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / WRITE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise IndexBusy(f"another exorag process (pid {holder}) is writing to the index in {folder}; run this "
+                        "command again when it has finished (two writers would embed the same chunks twice)") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+def store_failure(folder: Path, exc: sqlite3.DatabaseError) -> ExoragError:
+    """The library's error for a failed store call: a full disk, a lock held by another process, or damage."""
+    path, text = folder / store.STORE_FILE, str(exc)
+    if "full" in text:
+        return ExoragError(f"{path}: the disk is full ({text}); the document being written was rolled back and "
+                           "nothing already stored is lost; free some space and run the command again")
+    if "locked" in text or "busy" in text:
+        return IndexBusy(f"{path}: {text}: another exorag process is writing to this index; try again when it is done")
+    return DamagedIndex(f"{path} is damaged ({text}); `exorag check --repair --index {folder}` rebuilds the "
+                        "full-text table and the vectors from the chunks; a damaged documents or chunks table cannot "
+                        "be rebuilt: re-ingest the sources into a new --index folder")
 
 
 @dataclass
@@ -59,6 +115,9 @@ class Index:
     model_name: str
     _conn: sqlite3.Connection = field(repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _write_depth: int = field(default=0, repr=False)
+    _write_fd: int | None = field(default=None, repr=False)
+    _fts_probed: bool = field(default=False, repr=False)
 
     # documents and chunks
     put_document = _locked(store.put_document)
@@ -73,7 +132,8 @@ class Index:
     chunk_id_bound = _locked(store.chunk_id_bound)
     existing_chunk_ids = _locked(store.existing_chunk_ids)
     # lexical search, filters, terms
-    lexical_search = _locked(store.lexical_search)
+    _lexical_search = _locked(store.lexical_search)
+    _fts_answers = _locked(store.fts_answers)
     allowed_chunk_ids = _locked(store.allowed_chunk_ids)
     term_chunk_counts = _locked(store.term_chunk_counts)
     long_forms = _locked(store.long_forms)
@@ -105,6 +165,37 @@ class Index:
             self._vectors = open_vectors(self.folder, self.model_name, dim)
         return self._vectors
 
+    def lexical_search(self, match: str, k: int, filters: Any = None) -> list[tuple[int, float]]:
+        """(chunk id, bm25 score) for an FTS5 MATCH expression within the filters (store.lexical_search). When it
+        finds nothing, the full-text table is probed once per Index: garbled FTS pages answer every query with
+        nothing, which must be an error (DamagedIndex), not an empty result."""
+        found = self._lexical_search(match, k, filters)
+        if not found and not self._fts_probed:
+            self._fts_probed = True
+            if not self._fts_answers():
+                self._fts_probed = False
+                raise DamagedIndex(f"the full-text table of {self.folder / store.STORE_FILE} is damaged (it finds "
+                                   f"nothing the chunks hold); `exorag check --repair --index {self.folder}` rebuilds it")
+        return found
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the folder's write lock (WRITE_LOCK, an flock) while a command writes: a second exorag process that
+        wants to write the same index gets IndexBusy at once instead of embedding the same chunks twice. Re-entrant
+        within this process (sync calls ingest, an upload calls sync_vectors)."""
+        with self._lock:
+            if not self._write_depth:
+                self._write_fd = _take_write_lock(self.folder)
+            self._write_depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._write_depth -= 1
+                if not self._write_depth and self._write_fd is not None:
+                    os.close(self._write_fd)  # closing the descriptor releases the flock
+                    self._write_fd = None
+
     def document_origins(self) -> list[tuple[str, str]]:
         """(document id, origin) of every document, read at once under the lock."""
         with self._lock:
@@ -125,6 +216,11 @@ class Index:
 def open_index(folder: Path | None = None, model: str | None = None) -> Index:
     """Open the index in `folder` (default ./index or $EXORAG_INDEX) for `model` (default: what built it)."""
     folder = Path(folder) if folder is not None else default_folder()
+    if not (folder / store.STORE_FILE).exists() and ((folder / VECTORS_FILE).exists() or
+                                                      (folder / "index.json").exists()):
+        raise DamagedIndex(f"{folder / store.STORE_FILE} is missing but {folder} holds vectors: the store was "
+                           "deleted or moved; it is not recreated empty (that would lose every document); restore "
+                           "it, or re-ingest the sources into a new --index folder")
     meta = read_meta(folder)
     recorded = meta.get("model") if meta else None
     wanted = embed.canonical_name(model or current().index.model or recorded)
@@ -230,26 +326,55 @@ def search_vectors(index: Index, vector: np.ndarray, k: int,
     return [(cid, score) for cid, score in hits if cid in live]  # a writer removed more meanwhile
 
 
-def check(index: Index, repair: bool = False, progress: bool = False) -> dict[str, int | bool]:
-    """Compare the store's chunk ids with the FAISS ids; with `repair`, fix the drift through sync_vectors.
+def check(index: Index, repair: bool = False, progress: bool = False, integrity: bool = True) -> dict[str, Any]:
+    """Check the store (SQLite's quick_check and FTS5's integrity check, unless `integrity` is off) and compare its
+    chunk ids with the FAISS ids; with `repair`, rebuild a damaged full-text table from the chunks, set an
+    unreadable FAISS file aside and re-embed, and fix the drift through sync_vectors.
 
-    Returns chunks, vectors, missing (chunks without a vector), stale (vectors without a chunk), consistent,
-    and with `repair` the vectors added and removed. Loads the embedding model only when there is something to embed.
+    Returns chunks, vectors, missing (chunks without a vector), stale (vectors without a chunk), store_problems,
+    vectors_damaged, consistent, and with `repair` the vectors added and removed, fts_rebuilt and repaired. A damaged
+    documents or chunks table is reported, not repaired (nothing to rebuild it from). Loads the embedding model only
+    when there is something to embed.
     """
-    have = np.zeros(0, dtype=np.int64)
-    if read_meta(index.folder) is not None or (index.folder / VECTORS_FILE).exists():
-        have = np.unique(index.vectors.ids())
+    with index.writing() if repair else contextlib.nullcontext():
+        return _check(index, repair, progress, integrity)
+
+
+def _check(index: Index, repair: bool, progress: bool, integrity: bool) -> dict[str, Any]:
     with index._lock:
-        want = chunk_id_array(index._conn)
-    result: dict[str, int | bool] = {
+        problems = store.integrity_problems(index._conn) if integrity else []
+        remaining, fts_rebuilt = problems, False
+        if repair and any(p.startswith("full-text") for p in problems):
+            store.rebuild_fts(index._conn)  # refilled from chunks and titles
+            remaining, fts_rebuilt = store.integrity_problems(index._conn), True
+            index._fts_probed = False
+        try:
+            want = chunk_id_array(index._conn)
+        except sqlite3.DatabaseError as exc:
+            raise store_failure(index.folder, exc) from exc
+    have = np.zeros(0, dtype=np.int64)
+    damaged_vectors = ""
+    try:
+        if read_meta(index.folder) is not None or (index.folder / VECTORS_FILE).exists():
+            have = np.unique(index.vectors.ids())
+    except DamagedIndex as exc:
+        damaged_vectors = str(exc)
+        if repair:  # set the damaged files aside and embed every chunk again from the intact store
+            for name in (VECTORS_FILE, "index.json"):
+                if (index.folder / name).exists():
+                    (index.folder / name).replace(index.folder / f"{name}.damaged")
+            index._vectors = None
+    result: dict[str, Any] = {
         "chunks": len(want), "vectors": len(have),
         "missing": int((~np.isin(want, have, assume_unique=True)).sum()),
         "stale": int((~np.isin(have, want, assume_unique=True)).sum()),
+        "store_problems": problems, "vectors_damaged": damaged_vectors,
     }
-    result["consistent"] = not result["missing"] and not result["stale"]
+    result["consistent"] = not (result["missing"] or result["stale"] or problems or damaged_vectors)
     if repair and not result["consistent"]:
         synced = sync_vectors(index, progress=progress)
-        result.update(added=synced["added"], removed=synced["removed"])
+        result.update(added=synced["added"], removed=synced["removed"], fts_rebuilt=fts_rebuilt,
+                      repaired=not remaining)
     return result
 
 
@@ -269,7 +394,7 @@ def stats(index: Index) -> dict[str, Any]:
     types, study tags), each with its number of documents."""
     meta = read_meta(index.folder)
     counts = index.counts()
-    drift = check(index)
+    drift = check(index, integrity=False)
     return {
         "index": str(index.folder), "documents": counts["documents"], "chunks": counts["chunks"],
         "vectors": index.vectors.size if meta else 0, "model": index.model_name,

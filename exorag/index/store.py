@@ -147,7 +147,7 @@ def migrate(conn: sqlite3.Connection, derive: Callable[[Document], Derived], ver
                              [(k, str(versions[k])) for k in stale])
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise
     return stale
 
@@ -175,6 +175,60 @@ def _stem_fts(conn: sqlite3.Connection, path: Path) -> None:
             conn.execute("ROLLBACK")
         raise StoreError(f"{path}: the full-text index of this store predates stemming and must be rebuilt once, "
                          f"which failed ({exc}); open it where it can be written") from exc
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if SQLite has not already done so (it does on a full disk; a second ROLLBACK
+    would then hide the real error behind "cannot rollback - no transaction is active")."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def integrity_problems(conn: sqlite3.Connection) -> list[str]:
+    """What is damaged in the store: SQLite's quick_check of every table and index, then FTS5's own check of the
+    full-text table (which quick_check does not read). [] when both are sound."""
+    problems = []
+    try:
+        rows = [r[0] for r in conn.execute("PRAGMA quick_check(20)")]
+        if rows != ["ok"]:
+            problems += [f"database: {r}" for r in rows]
+    except sqlite3.DatabaseError as exc:
+        problems.append(f"database: {exc}")
+    try:
+        conn.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES('integrity-check', 1)")
+    except sqlite3.DatabaseError as exc:
+        problems.append(f"full-text table: {exc}")
+    return problems
+
+
+def fts_answers(conn: sqlite3.Connection) -> bool:
+    """A cheap probe (about a millisecond) that the full-text table still finds what the chunks hold: a word of the
+    first chunk must match. Garbled FTS5 pages make every MATCH return nothing, silently."""
+    row = conn.execute("SELECT c.id, c.text FROM chunks c ORDER BY c.id LIMIT 1").fetchone()
+    if row is None:
+        return True
+    words = re.findall(r"[^\W\d_]{4,}", row[1])
+    if not words:
+        return True
+    found = conn.execute("SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid = ?",
+                         (f'"{words[0]}"', row[0])).fetchone()
+    return found is not None
+
+
+def rebuild_fts(conn: sqlite3.Connection) -> int:
+    """Drop and refill the full-text table from chunks and titles (documents and chunks are untouched); rows."""
+    create = next(s for s in SCHEMA.split(";") if "chunks_fts USING" in s)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("DROP TABLE IF EXISTS chunks_fts")
+        conn.execute(create)
+        conn.execute("INSERT INTO chunks_fts(rowid, title, text) SELECT c.id, d.title, c.text FROM chunks c"
+                     " JOIN documents d ON d.id = c.doc_id")
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+    return chunk_count(conn)
 
 
 def _dumps(value: Iterable[str]) -> str:
@@ -216,7 +270,7 @@ def put_document(conn: sqlite3.Connection, doc: Document, chunks: list[Chunk], d
         _write_derived(conn, doc.id, derived)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise
     return "added" if old is None else "updated"
 
@@ -239,7 +293,7 @@ def remove_document(conn: sqlite3.Connection, doc_id: str) -> None:
         gone = conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,)).rowcount
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise
     if not gone and not deleted:
         raise NotFound(f"no document with id {doc_id!r}")

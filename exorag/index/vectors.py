@@ -30,7 +30,7 @@ from typing import Any, Literal
 import faiss
 import numpy as np
 
-from exorag.errors import ExoragError, IndexMismatch
+from exorag.errors import DamagedIndex, ExoragError, IndexMismatch
 from exorag.files import replace_atomically, write_atomic
 from exorag.settings import current
 
@@ -199,7 +199,11 @@ class Vectors:
     def save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         target = self.folder / VECTORS_FILE
-        replace_atomically(target, lambda tmp: faiss.write_index(self.index, str(tmp)))
+        try:
+            replace_atomically(target, lambda tmp: faiss.write_index(self.index, str(tmp)))
+        except (RuntimeError, OSError) as exc:  # e.g. a full disk: the old file stays, the temporary one is gone
+            raise ExoragError(f"cannot write {target} ({str(exc).splitlines()[0] if str(exc) else exc}); "
+                              "the previous vectors are kept; free some space and run the command again") from exc
         self.stamp = target.stat().st_mtime_ns
         self.dirty = False
         _write_json(self.folder / META_FILE, {"model": self.model, "dim": self.dim, "metric": "cosine",
@@ -215,9 +219,13 @@ def read_meta(folder: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ExoragError(f"{path}: unreadable index metadata ({exc})") from exc
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DamagedIndex(f"{path}: unreadable index metadata ({exc}); `exorag check --repair` rewrites it") from exc
+    if not isinstance(meta, dict):
+        raise DamagedIndex(f"{path}: index metadata is not a JSON object (got {type(meta).__name__}); "
+                           "`exorag check --repair` rewrites it")
+    return meta
 
 
 def open_vectors(folder: Path, model: str, dim: int, threshold: int | None = None) -> Vectors:
@@ -238,7 +246,8 @@ def open_vectors(folder: Path, model: str, dim: int, threshold: int | None = Non
             stamp = path.stat().st_mtime_ns
             index = faiss.read_index(str(path))
         except RuntimeError as exc:
-            raise ExoragError(f"{path}: unreadable FAISS file ({str(exc).splitlines()[0]})") from exc
+            raise DamagedIndex(f"{path}: unreadable FAISS file ({str(exc).splitlines()[0]}); "
+                               "`exorag check --repair` re-embeds every chunk from the store") from exc
         if index.d != dim:
             raise IndexMismatch(f"{path} holds vectors of dimension {index.d}, the model makes {dim}")
     else:

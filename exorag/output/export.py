@@ -13,7 +13,7 @@ import re
 import unicodedata
 from typing import Literal
 
-from exorag.output.render import answer_markdown, grouped_references
+from exorag.output.render import answer_markdown, display_title, grouped_references
 from exorag.types import Answer, Document
 
 Format = Literal["bibtex", "ris", "csljson", "markdown"]
@@ -67,7 +67,7 @@ def to_bibtex(docs: list[Document]) -> str:
     taken: set[str] = set()
     entries = []
     for doc in docs:
-        fields = [("title", doc.title or doc.id), ("author", " and ".join(doc.authors)), ("journal", doc.journal),
+        fields = [("title", display_title(doc)), ("author", " and ".join(doc.authors)), ("journal", doc.journal),
                   ("year", str(doc.year or "")), ("doi", doc.doi), ("pmid", doc.pmid), ("pmcid", doc.pmcid),
                   ("url", doc.url)]
         body = ",\n".join(f"  {name} = {{{_bib_escape(value)}}}" for name, value in fields if value)
@@ -78,7 +78,7 @@ def to_bibtex(docs: list[Document]) -> str:
 def to_ris(docs: list[Document]) -> str:
     records = []
     for doc in docs:
-        lines = ["TY  - JOUR", f"TI  - {doc.title or doc.id}"]
+        lines = ["TY  - JOUR", f"TI  - {display_title(doc)}"]
         lines += [f"AU  - {a}" for a in doc.authors]
         if doc.year:
             lines.append(f"PY  - {doc.year}")
@@ -98,7 +98,7 @@ def to_ris(docs: list[Document]) -> str:
 def to_csljson(docs: list[Document]) -> str:
     items = []
     for i, doc in enumerate(docs, start=1):
-        item: dict[str, object] = {"id": doc.id, "type": "article-journal", "title": doc.title or doc.id,
+        item: dict[str, object] = {"id": doc.id, "type": "article-journal", "title": display_title(doc),
                                    "citation-number": i}
         if doc.authors:
             item["author"] = [{"family": _family(a), "given": _given(a)} for a in doc.authors]

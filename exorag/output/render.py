@@ -6,7 +6,10 @@ PMID and DOI links.
 A quote is shown through `display_quote`, which sets it off from our own `[n]` markers: in typographic quotes, with
 the source paper's own reference markers ("[16]", "[3, 5-7]") made plain as "[ref. 16]" / "[refs. 3, 5-7]" in
 text and Markdown, and, on the page, in grey `<span class="src-ref">` spans (author-year ones too).
-Deliberately left out: BibTeX/RIS/CSL export (export.py, a later issue).
+In Markdown, document text (titles, authors, journals, file names) goes through `md_escape`, so a record cannot
+inject links, images or HTML; `reference_list` is the one builder of numbered reference lists; `display_title`
+gives an untitled record its opening words. Deliberately left out: BibTeX/RIS/CSL export (export.py), the page's
+HTML (web/page.py), and evidence tables (table.py).
 """
 
 from __future__ import annotations
@@ -89,6 +92,17 @@ def _md_url(url: str) -> str:
     return url.replace("(", "%28").replace(")", "%29").replace(" ", "%20").replace("<", "%3C").replace(">", "%3E")
 
 
+def display_title(doc: Document, chars: int = 90) -> str:
+    """The document's title; without one, the opening words of its text ("[untitled] Exosomes are …"), never a bare
+    id such as "pmid:N"."""
+    if doc.title.strip():
+        return doc.title.strip()
+    opening = " ".join(doc.text.split())
+    if not opening:
+        return f"[untitled] {doc.id}"
+    return "[untitled] " + (opening if len(opening) <= chars else opening[:chars].rsplit(" ", 1)[0] + " …")
+
+
 def reference_line(doc: Document, markdown: bool = False) -> str:
     """One reference: authors (year). Title. Journal. PMID / DOI. With `markdown`, the document's text is escaped
     and the identifiers are links."""
@@ -99,8 +113,7 @@ def reference_line(doc: Document, markdown: bool = False) -> str:
         parts.append(who + (f" ({doc.year})." if doc.year else "."))
     elif doc.year:
         parts.append(f"({doc.year}).")
-    title = doc.title.rstrip(".") or doc.id
-    parts.append(safe(title) + ".")
+    parts.append(safe(display_title(doc).rstrip(".")) + ".")
     if doc.journal:
         parts.append(safe(doc.journal.rstrip(".")) + ".")
     links = []
@@ -126,7 +139,7 @@ def reference_list(citations: tuple[Citation, ...], markdown: bool = False) -> l
     if markdown:
         return [f"- {', '.join(f'[{n}]' for n in numbers)} {reference_line(doc, markdown=True)}"
                 for numbers, doc in grouped_references(citations)]
-    return [f"[{', '.join(str(n) for n in numbers)}] {reference_line(doc)}"
+    return [f"[{', '.join(str(n) for n in numbers)}] {reference_line(doc)} (id {doc.id})"
             for numbers, doc in grouped_references(citations)]
 
 
@@ -226,7 +239,7 @@ def answer_markdown(answer: Answer, link_citations: bool = True) -> str:
 
 def hit_text(rank: int, hit: Hit) -> str:
     d = hit.document
-    head = f"{rank}. {d.title or d.id} ({d.year or 'n.d.'}) [{d.id}] score={hit.score:.4f}"
+    head = f"{rank}. {display_title(d)} ({d.year or 'n.d.'}) [{d.id}] score={hit.score:.4f}"
     loc = where(hit.chunk.section, hit.chunk.page)
     return f"{head}\n   {loc}\n   {hit.chunk.text}\n"
 

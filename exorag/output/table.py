@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from exorag.ask.answer import ask, paper_stance
 from exorag.index.index import Index
-from exorag.output.render import authors_short
+from exorag.output.render import authors_short, display_title
 from exorag.types import Answer, Citation, Filters
 
 COLUMNS: tuple[str, ...] = ("n", "citation", "year", "design", "species", "source", "methods", "cargo",
@@ -67,7 +67,7 @@ def short_citation(citation: Citation) -> str:
     who = authors_short(d.authors)
     parts = [p for p in (who, f"({d.year})" if d.year else "") if p]
     head = " ".join(parts)
-    title = (d.title or d.id).rstrip(".")
+    title = display_title(d).rstrip(".")
     tail = ". ".join(p for p in (title, d.journal.rstrip(".")) if p)
     return f"{head}. {tail}" if head else tail
 

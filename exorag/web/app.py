@@ -49,6 +49,7 @@ from exorag.output.render import answer_dict, generated_dict
 from exorag.output.table import rows_for
 
 CONCURRENCY = 4  # requests handled at once
+SESSIONS_KEPT = 256  # browser sessions whose state Gradio keeps (~0.1 MB each; /ask calls each make one): bounded memory
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial",
                 "sans-serif"]
 MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace"]
@@ -295,7 +296,8 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, block: bo
     """
     _, local_url, _ = demo.launch(
         server_name=host, server_port=port, share=False, prevent_thread_lock=not block, theme=theme(), css=CSS,
-        head=JUMP_JS, footer_links=["api", "settings"], mcp_server=False, pwa=False, ssr_mode=False,
+        head=JUMP_JS, footer_links=["api", "settings"], mcp_server=False, pwa=False, ssr_mode=False, show_error=True,
+        state_session_capacity=SESSIONS_KEPT,
         quiet=not block, allowed_paths=[], max_file_size=int(max_upload_mb * 1e6),
         app_kwargs={"middleware": [Middleware(Guard, bound_host=host)]},  # own host names, same origin, CSP
     )

@@ -32,7 +32,7 @@ from exorag.ask.cite import cite_paragraph
 from exorag.errors import EmptyIndex, EmptyQuery, ExoragError
 from exorag.output.export import export
 from exorag.ask.generate import Generated, LLMConfig, generate
-from exorag.index.index import Index, sync_vectors
+from exorag.index.index import Index, sync_vectors, writes
 from exorag.build.ingest import ingest_paths
 from exorag.build.sources import READERS, kind_suffix
 from exorag.settings import AskSettings, ServeSettings
@@ -106,7 +106,7 @@ def _year(value: float | int | str | None, label: str) -> int | None:
         return None
     try:
         year = int(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise FilterError(f"the {label} year {value!r} is not a number") from None
     if not 1000 <= year <= 2999:
         raise FilterError(f"the {label} year {year} is not a plausible publication year")
@@ -120,10 +120,22 @@ def make_filters(year_from: float | int | str | None = None, year_to: float | in
     if lo is not None and hi is not None and lo > hi:
         raise FilterError(f"the year range {lo}–{hi} is empty: 'from' is after 'to'")
     try:
-        named = {f.field: f.normalise(tuple(v for v in (values or ()) if v)) for f, values in zip(CHOICE_FILTERS, choices)}
+        named = {f.field: f.normalise(_strings(values, f.label)) for f, values in zip(CHOICE_FILTERS, choices)}
     except tags.TagError as exc:
         raise FilterError(str(exc)) from exc
     return Filters(year_from=lo, year_to=hi, **named)
+
+
+def _strings(values: Any, label: str) -> tuple[str, ...]:
+    """A filter's chosen values as strings: a list (or one string) of them; FilterError for anything else (a raw
+    /ask caller may send a number or an object)."""
+    if values is None or values == "":
+        return ()
+    if isinstance(values, str):
+        values = [values]
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) for v in values):
+        raise FilterError(f"{label}: expected a list of text values, got {type(values).__name__} {str(values)[:60]!r}")
+    return tuple(v for v in values if v)
 
 
 def filter_choices(index: Index) -> list[list[str]]:
@@ -277,6 +289,7 @@ def _save_and_ingest(index: Index, path: Path, folder: Path) -> tuple[bool, str]
     return ok, message
 
 
+@writes
 def ingest_uploads(index: Index, paths: list[str | Path], settings: AppSettings,
                    on_file: Callable[[int, int, str], None] | None = None) -> Iterator[list[tuple[str, bool, str]]]:
     """Check, save and ingest each uploaded file; yield the growing list of (name, ok, message) after each one.

@@ -14,15 +14,17 @@ What it does:
   never overlapping; only the whitespace between them is left uncovered. Back matter (References, Acknowledgements,
   Funding, Competing interests) is stored with `indexed=False`;
 - finds the title (PDF metadata when it looks real, else the largest-font text on page 1, else the first substantial
-  line), the DOI (metadata, page 1, running footers, "Cite this article" block) and the year (a "©"/"Copyright"
-  year on page 1, else the metadata creation date).
+  line), the DOI (metadata, page 1, running footers, "Cite this article" block), the authors (the byline after the
+  title, else a metadata /Author naming people), the journal and year (a page-1 header "Journal (2014) 126, ...",
+  else a metadata /Subject that reads like one), else the year of a "©"/"Copyright" on page 1 or the creation date.
 
 What it leaves out on purpose:
 - OCR: an image-only (scanned) PDF is refused with a ParseError, not recognised;
 - layout analysis: the reading order is pypdf's; two-column pages usually come out column by column, but figure
   labels, tables, side bars and footnotes land where pypdf puts them; words glued together in the text layer itself
   (no gap on the page) stay glued;
-- authors, journal and abstract-versus-body metadata: not guessed from the page layout.
+- abstract-versus-body structure beyond headings; authors and journal only from a page-1 byline / header or the
+  metadata (see _find_authors, _find_journal), never guessed from affiliations.
 
 Errors: the whole file is refused by raising ParseError(path, reason) -- not a PDF, corrupt or truncated, encrypted
 with a password other than the empty one, or no extractable text. Every exception pypdf raises is turned into one.
@@ -186,7 +188,7 @@ def _metadata(reader: PdfReader) -> dict[str, str]:
     info = reader.metadata
     if not info:
         return found
-    for key in ("/Title", "/Subject", "/Keywords", "/doi", "/DOI"):
+    for key in ("/Title", "/Subject", "/Keywords", "/doi", "/DOI", "/Author"):
         value = info.get(key)
         if isinstance(value, str):
             found[key] = value
@@ -211,13 +213,16 @@ def _build_document(path: Path, raw_pages: list[str], font_title: str, metadata:
         raise ParseError(str(path), "no extractable text (image-only or scanned PDF; OCR is not enabled)")
     doi = _find_doi(raw_pages, metadata, running_lines)
     title = _pick_title(metadata.get("/Title", ""), font_title, pages_lines[0])
+    journal, journal_year = _find_journal(metadata, _page_lines(raw_pages[0])[:12])
     return Document(
         id=f"doi:{doi.lower()}" if doi else f"file:{path.stem}",
         text=text,
         sections=sections,
         title=title,
-        year=_find_year(raw_pages[0], metadata),
+        year=journal_year or _find_year(raw_pages[0], metadata),
         doi=doi,
+        authors=_find_authors(metadata.get("/Author", ""), _page_lines(raw_pages[0])[:30], title),
+        journal=journal,
         source="pdf",
         origin=str(path),
     )
@@ -445,6 +450,69 @@ def _pick_title(meta_title: str, font_title: str, first_page: list[str]) -> str:
     return ""
 
 
+
+
+_NAME = r"[A-ZÀ-Ý][\w'’.\-]*(?:\s+(?:[A-ZÀ-Ý][\w'’.\-]*|van|von|de|der|da|del|di|le|la))*"
+_MARKS = r"[\d*∗†‡§¶,\s]*"  # affiliation marks (and the comma) after a name
+_AUTHOR_LINE = re.compile(rf"^{_NAME}{_MARKS}(?:(?:,|\band\b|&)?\s*{_NAME}{_MARKS})+$")
+_NOT_NAMES = re.compile(r"\b(?:journal|university|department|institute|hospital|press|publishing|corporation|"
+                        r"article|review|research|abstract|licen[cs]e|access|volume|copyright|received|editor|submitted|"
+                        r"accepted|published|revised|correspond\w*|january|february|march|april|may|june|july|"
+                        r"august|september|october|november|december)\b",
+                        re.IGNORECASE)
+_JOURNAL_LINE = re.compile(r"^([A-Z][A-Za-z&,.'’\- ]{3,90}?)\s*\(?((?:19|20)\d\d)\)?\s*[,;:]?\s*\d")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """Author names from a list: digits, asterisks and daggers (affiliation marks) removed, split on , ; and "and"."""
+    text = re.sub(r"[\d*∗†‡§¶]+", " ", re.sub(r"\{?et al\.?\}?", "", text))
+    parts = re.split(r"\s*(?:,|;|\band\b|&)\s*", text)
+    names = tuple(" ".join(p.split()) for p in parts if len(p.split()) >= 2 and not _NOT_NAMES.search(p))
+    return names[:50]
+
+
+def _find_authors(meta_author: str, first_lines: list[str], title: str) -> tuple[str, ...]:
+    """The byline of page 1 (the line of names after the title), else the metadata /Author when it names people
+    (not a publisher such as "Cambridge Journals"); () when neither does."""
+    title_words = set(title.lower().split())
+    starts = [i for i, line in enumerate(first_lines) if len(set(line.lower().split()) & title_words) >= 3]
+    after_title = first_lines[starts[0]:] if starts else []
+    for line in after_title + first_lines:  # the byline follows the title; a sidebar may come first in the text
+        clean = line.strip()
+        if len(clean) < 8 or len(clean) > 400 or _NOT_NAMES.search(clean) or "@" in clean:
+            continue
+        if set(clean.lower().split()) <= title_words:
+            continue  # a line of the title
+        if _AUTHOR_LINE.match(clean):
+            at = first_lines.index(line)
+            for more in first_lines[at + 1:at + 3]:  # a byline that wraps onto the next lines
+                if _AUTHOR_LINE.match(more.strip()) and not _NOT_NAMES.search(more):
+                    clean += ", " + more.strip()
+                else:
+                    break
+            names = _names(clean)
+            if names and all(len(n) <= 60 for n in names):
+                return names
+    meta = _clean_line(meta_author)
+    if meta and not _NOT_NAMES.search(meta) and not re.search(r"journals?|publish|press|\.com|inc\b", meta, re.I):
+        return _names(meta)
+    return ()
+
+
+def _find_journal(metadata: dict[str, str], first_lines: list[str]) -> tuple[str, int | None]:
+    """(journal, year) from a page-1 header like "Clinical Science (2014) 126, 305-313", else from the metadata
+    /Subject when it reads "Journal … 2010 4:1" or is printed as a line of page 1; ("", None) when unknown."""
+    for line in first_lines:
+        m = _JOURNAL_LINE.match(line.strip())
+        if m and len(m.group(1).split()) >= 2 and not _NOT_NAMES.search(m.group(1).replace("Journal", "")):
+            return m.group(1).strip(" ,.;:"), int(m.group(2))
+    subject = _clean_line(metadata.get("/Subject", ""))
+    m = re.match(r"^(.{4,120}?)\s+((?:19|20)\d\d)\b", subject)
+    if m and re.search(r"\d+\s*:\s*\d+|doi", subject[m.end():], re.I):
+        return m.group(1).strip(" ,.;:"), int(m.group(2))
+    if subject and any(_clean_line(line) == subject for line in first_lines):
+        return subject, None
+    return "", None
 
 
 def _find_doi(raw_pages: list[str], metadata: dict[str, str], running_lines: list[str]) -> str:
