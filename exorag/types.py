@@ -23,6 +23,19 @@ class Section:
     indexed: bool = True  # False for spans kept in the store but never retrieved (e.g. References)
 
 
+def identifier_links(pmid: str = "", doi: str = "", pmcid: str = "") -> list[tuple[str, str]]:
+    """(identifier kind, public URL) for each identifier given: "pmid" (PubMed), "doi", "pmcid" (PMC), in that
+    order. The one place those URLs are built."""
+    found = []
+    if pmid:
+        found.append(("pmid", f"https://pubmed.ncbi.nlm.nih.gov/{pmid}/"))
+    if doi:
+        found.append(("doi", f"https://doi.org/{doi}"))
+    if pmcid:
+        found.append(("pmcid", f"https://www.ncbi.nlm.nih.gov/pmc/articles/{pmcid}/"))
+    return found
+
+
 @dataclass(frozen=True)
 class Document:
     """One paper (abstract or full text) with its bibliographic metadata."""
@@ -53,15 +66,8 @@ class Document:
     @property
     def links(self) -> list[tuple[str, str]]:
         """(identifier kind, public URL) for each identifier known: "pmid" (PubMed), "doi", "pmcid" (PMC), in that
-        order. The one place those URLs are built."""
-        found = []
-        if self.pmid:
-            found.append(("pmid", f"https://pubmed.ncbi.nlm.nih.gov/{self.pmid}/"))
-        if self.doi:
-            found.append(("doi", f"https://doi.org/{self.doi}"))
-        if self.pmcid:
-            found.append(("pmcid", f"https://www.ncbi.nlm.nih.gov/pmc/articles/{self.pmcid}/"))
-        return found
+        order (identifier_links)."""
+        return identifier_links(self.pmid, self.doi, self.pmcid)
 
     @property
     def url(self) -> str:

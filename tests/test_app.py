@@ -35,8 +35,9 @@ from exorag.errors import EmptyIndex, EmptyQuery
 from exorag.web import app, handlers
 from exorag.index import store
 from exorag.output import table  # noqa: E402
-from exorag.web.page import answer_sources, cite_anchor, corpus_html, draft_html, esc, md_escape, reply_markdown, \
-    sources_panel  # noqa: E402
+from exorag.web.page import active_filters_html, answer_sources, cite_anchor, corpus_html, documents_html, draft_html, \
+    esc, links, md_escape, removal_choices, reply_markdown, sources_panel  # noqa: E402
+from exorag.web.page import year_bins as page_year_bins, years_chart as page_years_chart  # noqa: E402
 from exorag.index.index import Index, open_index  # noqa: E402
 from exorag.output.render import display_quote  # noqa: E402
 from exorag.ask.retrieve import search  # noqa: E402
@@ -244,9 +245,8 @@ def test_empty_index_explains_how_to_add_literature(tmp_path: Path) -> None:
         with pytest.raises(EmptyIndex):
             handlers.check_draft(index, "Exosomes carry CD63.")
         assert "exorag ingest" in app.user_message(EmptyIndex("empty"), index)
-        overview = handlers.corpus_overview(index)
-        assert "The index is empty" in corpus_html(overview["counts"], overview["years"], overview["sources"],
-                                                   overview["recent"], index.folder)
+        assert "The index is empty" in corpus_html(handlers.corpus_overview(index), index.folder)
+        assert documents_html(*handlers.find_documents(index)) == "<p class='exorag-doc-count'>No document.</p>"
     finally:
         demo.close()  # type: ignore[attr-defined]
         index.close()
@@ -329,9 +329,30 @@ def test_corpus_overview(index: Index) -> None:
     total = data["counts"]["documents"]
     assert sum(n for _, n in data["years"]) == total == sum(n for _, n in data["sources"])
     assert dict(data["sources"])["pdf"] >= 1
-    assert len(data["recent"]) == 10
-    page = corpus_html(data["counts"], data["years"], data["sources"], data["recent"], index.folder)
-    assert f"{total:,} documents" in page and "Documents by year" in page and "Recent additions" in page
+    ev = dict(index.tag_values()["topic"])["extracellular_vesicle"]
+    assert data["ev_documents"] == ev == index.count_documents(Filters(tags=(("topic", "extracellular_vesicle"),)))
+    page = corpus_html(data, index.folder)
+    assert f"{total:,} documents" in page and "Documents by year" in page and "Documents by source" in page
+    assert f"<strong>{ev:,} of {total:,} ({100 * ev / total:.0f}%)</strong> are extracellular-vesicle papers" in page
+    undated = dict(data["years"]).get(None, 0)
+    assert undated and f"{undated:,} documents without a year (not in the chart)" in page
+    assert "no year" not in page  # the undated are counted apart, not a bar that dwarfs the years
+    dated = [(y, n) for y, n in data["years"] if y is not None]
+    columns = re.findall(r"<div class='exorag-ycol' title='([^']+): (\d+)'>", page)
+    assert sum(int(n) for _, n in columns) == total - undated
+    assert columns[0][0] == str(dated[0][0]) and columns[-1][0] == str(dated[-1][0])
+    assert len(columns) == dated[-1][0] - dated[0][0] + 1  # every year of the span, empty ones too
+    tallest = max(n for _, n in dated)
+    assert "height:70.0px'></div>" in page and f">{tallest}</span>" in page
+
+
+def test_year_chart_bins_a_long_span() -> None:
+    bins = page_year_bins([(1901, 2), (1950, 1), (2025, 3), (None, 5)])
+    assert len(bins) <= 40 and sum(n for _, n in bins) == 6
+    assert bins[0] == ("1901–04", 2) and bins[-1][0].startswith("2025")
+    assert page_year_bins([(None, 4)]) == []
+    chart = page_years_chart([(None, 4)])
+    assert "4 documents without a year" in chart and "exorag-ycol" not in chart
 
 
 def test_concurrent_clients_all_answered(served: tuple[Index, object, str, object]) -> None:
@@ -587,3 +608,192 @@ def test_raw_api_callers_get_a_message_for_every_bad_input(served: tuple[Index, 
             assert expected in result["error"], (label, result)
     name, payload = _raw_ask(url, [EV_QUESTION])  # Gradio itself wants all 7 inputs: it says so
     assert name == "error" and "needed: 7, got: 1" in payload["error"]  # type: ignore[index]
+
+
+# Issue 13 ("Page"): filters with counts, clear / retry, the active-filter line, source cards, the corpus tab.
+
+HOSTILE_TITLE = "Vesicles <img src=x onerror=alert(1)> and ![x](http://e/x.png) in zebrafish"
+
+
+def _no_tags() -> list[list[str]]:
+    return [[] for _ in handlers.TAG_KEYS]
+
+
+def test_panel_choices_are_counted_and_grouped_by_tag_key(index: Index) -> None:
+    options = handlers.panel_choices(index)
+    values = index.tag_values()
+    assert list(options["tags"]) == list(handlers.TAG_KEYS)
+    for key, choices in options["tags"].items():
+        assert choices == [(f"{v.replace('_', ' ')} ({n:,})", v) for v, n in values.get(key, [])]
+    assert options["tags"]["topic"][0] == (f"extracellular vesicle ({dict(values['topic'])['extracellular_vesicle']})",
+                                           "extracellular_vesicle")
+    assert ("pdf (1)", "pdf") in options["sources"] or ("pdf (2)", "pdf") in options["sources"]
+    assert all(re.fullmatch(r".+ \(\d[\d,]*\)", label) for label, _ in options["sources"] + options["pub_types"])
+    assert dict((v, label) for label, v in options["pub_types"])["Journal Article"].startswith("Journal Article (")
+    # the panel's values: one list per tag key, joined into make_filters' "key=value" (the /ask API's form)
+    tags = _no_tags()
+    tags[handlers.TAG_KEYS.index("design")] = ["review", "in_vitro"]
+    tags[handlers.TAG_KEYS.index("topic")] = ["extracellular_vesicle"]
+    f = handlers.panel_filters("2012", "", ["pdf"], [], *tags)
+    assert f == Filters(year_from=2012, sources=("pdf",), tags=(("topic", "extracellular_vesicle"),
+                                                                 ("design", "review"), ("design", "in_vitro")))
+    assert f == handlers.make_filters("2012", "", ["pdf"], [], ["topic=extracellular_vesicle", "design=review",
+                                                                "design=in_vitro"])
+    tags[handlers.TAG_KEYS.index("design")] = ["opinion"]
+    with pytest.raises(handlers.FilterError, match="unknown value 'opinion' for design"):
+        handlers.panel_filters(None, None, [], [], *tags)
+    cleared = handlers.panel_cleared()
+    assert len(cleared) == 4 + len(handlers.TAG_KEYS) and handlers.panel_filters(*cleared).empty
+    reviews = dict(values["design"])["review"]
+    assert index.count_documents(Filters(tags=(("design", "review"),))) == reviews
+    assert index.count_documents() == index.counts()["documents"]
+
+
+def test_active_filters_line(index: Index) -> None:
+    total = index.count_documents()
+    assert active_filters_html(Filters(), total, total) == (
+        f"<p class='exorag-active-filters'><strong>No filters</strong>: searching all {total:,} documents.</p>")
+    f = Filters(year_from=2015, sources=("a<b>",), tags=(("design", "review"), ("design", "in_vitro"),
+                                                         ("species", "human")))
+    line = active_filters_html(f, 7, total)
+    assert ("Filters</strong>: years 2015–…; source: a&lt;b&gt;; tags: design=review or in_vitro, species=human "
+            f"— 7 of {total:,} documents.") in line
+    problem = active_filters_html(None, 0, 0, "the from year 'x' is not a number")
+    assert "exorag-filter-problem" in problem and "the from year &#x27;x&#x27; is not a number" in problem
+
+
+def test_retry_without_filters_only_when_filters_empty_the_evidence(index: Index) -> None:
+    none_left = handlers.panel_filters("2990", "", [], [], *_no_tags())
+    answer = handlers.run_question(index, EV_QUESTION, 8, none_left)
+    assert answer.abstained and not answer.hits
+    assert handlers.evidence_filtered_out(answer, none_left)
+    reply = reply_markdown(answer, 1, none_left)
+    assert "No passage passed the search and filters." in reply and reply.endswith("*Filters: years 2990–…*")
+    unfiltered = handlers.run_question(index, EV_QUESTION, 8, Filters())
+    assert not handlers.evidence_filtered_out(unfiltered, Filters())
+    recent = Filters(year_from=2010)
+    assert not handlers.evidence_filtered_out(handlers.run_question(index, EV_QUESTION, 8, recent), recent)
+    assert not handlers.evidence_filtered_out(answer, Filters())  # an abstention without filters: nothing to retry
+
+    claim = "Exosomes are extracellular vesicles of endosomal origin secreted by cells."
+    filtered = handlers.check_draft(index, claim, 8, none_left)
+    assert handlers.draft_filtered_out(filtered, none_left)
+    page = draft_html(filtered, none_left)
+    assert "Checked only against documents that pass the filters (years 2990–…)." in page
+    assert "no supporting passage within the filters" in page
+    free = handlers.check_draft(index, claim, 8, Filters())
+    assert free[0].supported and not handlers.draft_filtered_out(free, Filters())
+    assert "Checked only against" not in draft_html(free, Filters())
+
+    # The page's handlers: the retry button is shown with that answer / draft, hidden otherwise.
+    demo = app.build_app(index)
+    fns = {getattr(f.fn, "__name__", ""): f.fn for f in demo.fns.values()}
+    *_, last = fns["chat"](EV_QUESTION, [], [], 8, "2990", "", [], [], *_no_tags())
+    assert last[10].visible is True and "No passage passed the search and filters" in last[0][-1]["content"]
+    *_, last = fns["chat"](EV_QUESTION, [], [], 8, "", "", [], [], *_no_tags())
+    assert last[10].visible is False and "**References**" in last[0][-1]["content"]
+    html, retry = fns["draft"](claim, 8, "2990", "", [], [], *_no_tags())
+    assert retry.visible is True and "Checked only against documents that pass the filters" in html
+    html, retry = fns["draft"](claim, 8, "", "", [], [], *_no_tags())
+    assert retry.visible is False and "1 of 1 sentences" in html
+
+
+def _doc(**fields: object) -> Document:
+    text = "Exosomes carry CD63 and CD81 on their surface in this test record."
+    base = {"id": "x:1", "text": text, "sections": (Section("Abstract", 0, len(text)),), "title": "A title"}
+    return Document(**{**base, **fields})  # type: ignore[arg-type]
+
+
+def test_source_cards_link_identifiers_not_record_files() -> None:
+    known = _doc(pmid="123", doi="10.1/x", pmcid="PMC9", journal="J Extracell Vesicles", year=2021,
+                 origin="/data/exo_corpus/corpus.jsonl")
+    html = links(known)
+    assert 'href="https://pubmed.ncbi.nlm.nih.gov/123/"' in html and ">PMID 123</a>" in html
+    assert ">DOI 10.1/x</a>" in html and ">PMC9</a>" in html and "corpus.jsonl" not in html
+    record = _doc(id="scifact:42", origin="/data/exo_corpus/corpus.jsonl")
+    assert links(record) == "<span class='exorag-muted'>record scifact:42</span>"
+    assert "corpus.jsonl" not in links(_doc(id="ris:1", origin="/papers/library.ris"))
+    assert links(_doc(id="pdf:1", origin="/papers/Smith 2020.pdf")) == "<code>Smith 2020.pdf</code>"
+    assert links(_doc(id="txt:1", origin="/notes/ev-notes.md")) == "<code>ev-notes.md</code>"
+    chunk = Chunk(doc_id="x:1", ordinal=0, text=known.text, section="Abstract", page=None, char_start=0,
+                  char_end=len(known.text), id=1)
+    cit = Citation(n=1, document=known, quote=known.text[:20], section="Abstract", page=None, char_start=0,
+                   char_end=20, score=0.9)
+    card = answer_sources(Answer(question="q", text="x [1]", abstained=False, citations=(cit,),
+                                 hits=(Hit(chunk=chunk, document=known, score=1.0),)), 1)
+    assert "2021 · J Extracell Vesicles · Abstract" in card and "PMID 123" in card and "corpus.jsonl" not in card
+
+
+def test_hostile_title_is_text_in_card_list_and_reply() -> None:
+    doc = _doc(id="evil:1", title=HOSTILE_TITLE, journal="J <b>x</b>", year=2024, doi="10.1/evil",
+               origin="/data/corpus.jsonl")
+    chunk = Chunk(doc_id=doc.id, ordinal=0, text=doc.text, section="Abstract", page=None, char_start=0,
+                  char_end=len(doc.text), id=1)
+    cit = Citation(n=1, document=doc, quote=doc.text[:30], section="Abstract", page=None, char_start=0,
+                   char_end=30, score=0.9)
+    answer = Answer(question="q", text="x [1]", abstained=False, citations=(cit,),
+                    hits=(Hit(chunk=chunk, document=doc, score=1.0),))
+    card = answer_sources(answer, 1)
+    row = {"id": doc.id, "title": doc.title, "year": 2024, "journal": doc.journal, "source": "s<i>",
+           "pmid": "", "doi": doc.doi, "pmcid": ""}
+    listing = documents_html(1, [row], "<img")
+    for html in (card, listing):
+        assert "<img" not in html and "<b>" not in html and "<i>" not in html
+        assert esc(HOSTILE_TITLE) in html  # the title is there, as text
+    assert "1 document matching “&lt;img”, newest first" in listing
+    reply = reply_markdown(answer, 1, Filters())
+    assert md_escape(HOSTILE_TITLE) in reply and "(http\\://e/x.png)" in reply  # not even a bare-URL link
+    assert "<img" not in reply.replace("\\<img", "") and "![" not in reply.replace("\\!\\[", "")
+    assert removal_choices([row])[0][1] == "evil:1"  # the picker's label is text for Gradio, the value the id
+
+
+def test_document_search(index: Index) -> None:
+    total, rows = handlers.find_documents(index, "")
+    assert total == index.counts()["documents"] > handlers.DOCUMENTS_SHOWN == len(rows)
+    assert f"The newest {len(rows)} of {total:,} documents" in documents_html(total, rows)
+    docs = list(index.get_documents(i for i, _ in index.document_origins()).values())
+    with_pmid = next(d for d in docs if d.pmid and d.title)
+    with_doi = next(d for d in docs if d.doi and d.title)
+    by = [(with_pmid, " ".join(with_pmid.title.split()[:3]).upper()), (with_pmid, with_pmid.id),
+          (with_pmid, with_pmid.pmid), (with_doi, with_doi.doi), (with_doi, f"https://doi.org/{with_doi.doi}"),
+          (with_doi, f"doi:{with_doi.doi.upper()}")]
+    for doc, query in by:
+        total, rows = handlers.find_documents(index, query)
+        assert doc.id in [r["id"] for r in rows], query
+    doc = with_pmid
+    found = {r["id"]: r for r in handlers.find_documents(index, doc.id)[1]}[doc.id]
+    assert (found["title"], found["year"], found["journal"], found["pmid"]) == (doc.title, doc.year, doc.journal,
+                                                                                doc.pmid)
+    page = documents_html(*handlers.find_documents(index, doc.id), doc.id)
+    assert f"<code>{esc(doc.id)}</code>" in page and f"https://pubmed.ncbi.nlm.nih.gov/{doc.pmid}/" in page
+    assert handlers.find_documents(index, "%_%") == (0, [])  # LIKE wildcards are literal
+    assert handlers.find_documents(index, "30%")[0] == sum("30%" in d.title for d in docs)
+    assert handlers.find_documents(index, "zzzz-no-such-words qqqq") == (0, [])
+
+
+def test_remove_selected_documents_syncs_vectors_and_uploads(writable_index: Index, tmp_path: Path) -> None:
+    from exorag.errors import ExoragError, NotFound
+    from exorag.index.index import check
+
+    index = writable_index
+    settings = handlers.AppSettings(uploads=index.folder / "uploads", downloads=tmp_path)
+    note = b"Exosomal CD47 from the exorag removal test protects vesicles from phagocytosis by macrophages.\n"
+    rows = list(handlers.ingest_uploads(index, [received("rm", "removal note.txt", note)], settings))[-1]
+    assert rows[0][1], rows
+    uploaded = next(i for i, origin in index.document_origins() if origin.endswith("removal_note.txt"))
+    other = next(i for i, origin in index.document_origins() if origin.endswith(".jsonl"))
+    before = index.counts()["documents"]
+    message = handlers.remove_selected(index, [uploaded, other, "nope:1"], settings)
+    assert message.startswith(f"Removed 2 documents ({uploaded}, {other}) and ")
+    assert "No document with id nope:1 (already removed?)." in message
+    assert f"Deleted the uploaded file(s) removal_note.txt from {settings.uploads}." in message
+    assert index.counts()["documents"] == before - 2
+    for doc_id in (uploaded, other):
+        with pytest.raises(NotFound):
+            index.get_document(doc_id)
+    assert check(index)["consistent"]  # the vectors went with the chunks (remove_documents syncs them)
+    assert not (settings.uploads / "removal_note.txt").exists()
+    assert not search(index, "CD47 exorag removal test phagocytosis", k=5) or \
+        all(h.document.id != uploaded for h in search(index, "CD47 exorag removal test phagocytosis", k=5))
+    with pytest.raises(ExoragError, match="select the documents to remove first"):
+        handlers.remove_selected(index, ["", "  "], settings)

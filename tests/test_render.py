@@ -166,3 +166,19 @@ def test_consensus_and_stance_labels_for_yes_no_answers() -> None:
     assert markdown.startswith("**Consensus: 1 paper supports") and "*(contradicts)*" in markdown
     assert "Consensus: 1 paper supports" in reply_markdown(answer, 1, Filters())
     assert "consensus" not in render.answer_dict(ANSWER)  # not a yes/no question: no consensus key
+
+
+def test_md_escape_leaves_no_bare_url_or_address_to_autolink() -> None:
+    """GFM links a bare "http://...", "www...." or "name@host" without brackets: document text must not become a
+    link (the chat's Markdown), so the ":", "." or "@" that starts one is escaped; the text reads the same."""
+    text = "See http://e/x.png, HTTPS://a.org/b, ftp://f, www.example.org and write to ev@lab.org ![x](http://e/y)"
+    escaped = md_escape(text)
+    assert "http\\://e/x.png" in escaped and "HTTPS\\://a.org" in escaped and "ftp\\://f" in escaped
+    assert "www\\.example.org" in escaped and "ev\\@lab.org" in escaped and "\\!\\[x\\](http\\://e/y)" in escaped
+    assert not re.search(r"(?<!\\)://|(?<![\\\w])www\.|(?<!\\)@", escaped)
+    assert re.sub(r"\\(.)", r"\1", escaped) == text  # nothing but escapes added
+    assert md_escape("doi:10.1/x · a @ b · 5 $") == "doi:10.1/x · a @ b · 5 \\$"  # no needless escapes
+    doc = Document(id="u:1", text=TEXT, sections=DOC.sections, title="Data at http://e/x.png", year=2024,
+                   doi="10.1/u")
+    line = render.reference_line(doc, markdown=True)
+    assert "Data at http\\://e/x.png." in line and "(https://doi.org/10.1/u)" in line  # our own links stay links

@@ -147,6 +147,8 @@ class Index:
     year_counts = _locked(store.year_counts)
     source_counts = _locked(store.source_counts)
     recent_documents = _locked(store.recent_documents)
+    count_documents = _locked(store.count_documents)
+    find_documents = _locked(store.find_documents)
 
     @cached_property
     def embedder(self) -> embed.Embedder:

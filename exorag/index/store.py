@@ -569,3 +569,32 @@ def recent_documents(conn: sqlite3.Connection, limit: int = 10) -> list[dict[str
     rows = conn.execute("SELECT id, title, year, source, added_at FROM documents"
                         " ORDER BY added_at DESC, rowid DESC LIMIT ?", (limit,))
     return [{"id": r[0], "title": r[1] or "", "year": r[2], "source": r[3] or "", "added_at": r[4]} for r in rows]
+
+
+def count_documents(conn: sqlite3.Connection, filters: Filters | None = None) -> int:
+    """How many documents pass `filters` (all of them without)."""
+    clause, params = filter_clause(filters)
+    return int(conn.execute(f"SELECT count(*) FROM documents d WHERE 1{clause}", params).fetchone()[0])
+
+
+def _like(term: str) -> str:
+    """A LIKE pattern matching `term` anywhere, its own % and _ taken literally (ESCAPE '\\')."""
+    return "%" + term.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def find_documents(conn: sqlite3.Connection, query: str = "", limit: int = 50,
+                   offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
+    """(documents matching, one page of them, newest first): every word of `query` must occur (case-insensitively)
+    in the title, id, PMID, DOI or PMCID; an empty query matches every document. Rows: id, title, year, journal,
+    source, pmid, doi, pmcid, added_at."""
+    terms = (query or "").split()
+    where = " AND ".join("(lower(title) LIKE ? ESCAPE '\\' OR lower(id) LIKE ? ESCAPE '\\' OR pmid LIKE ? ESCAPE '\\'"
+                         " OR lower(doi) LIKE ? ESCAPE '\\' OR lower(pmcid) LIKE ? ESCAPE '\\')" for _ in terms)
+    params = [_like(t) for t in terms for _ in range(5)]
+    sql_where = f" WHERE {where}" if where else ""
+    total = int(conn.execute(f"SELECT count(*) FROM documents{sql_where}", params).fetchone()[0])
+    rows = conn.execute(f"SELECT id, title, year, journal, source, pmid, doi, pmcid, added_at FROM documents{sql_where}"
+                        " ORDER BY added_at DESC, rowid DESC LIMIT ? OFFSET ?",
+                        [*params, max(0, limit), max(0, offset)])
+    return total, [{"id": r[0], "title": r[1] or "", "year": r[2], "journal": r[3] or "", "source": r[4] or "",
+                    "pmid": r[5] or "", "doi": r[6] or "", "pmcid": r[7] or "", "added_at": r[8]} for r in rows]

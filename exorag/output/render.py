@@ -79,12 +79,16 @@ def authors_short(authors: tuple[str, ...]) -> str:
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>~|#!])")
+# What GFM turns into a link without any bracket: "http://...", "www....", "name@host"; a backslash before the ":",
+# the "." or the "@" (a CommonMark escape, shown as the character itself) keeps them text.
+_AUTOLINK = re.compile(r"(?i)\b(https?|ftp|mailto)(?=:)|\b(www)(?=\.)|(?<=\S)(?=@\S)")
 
 
 def md_escape(text: str) -> str:
-    """Text safe to place in Markdown: no emphasis, links, images, HTML or LaTeX made of its characters (document
-    metadata and quotes are data, never markup)."""
-    return _MD_SPECIAL.sub(r"\\\1", text).replace("$", "\\$")
+    """Text safe to place in Markdown: no emphasis, links (bare URLs and e-mail addresses included), images, HTML or
+    LaTeX made of its characters (document metadata and quotes are data, never markup)."""
+    escaped = _MD_SPECIAL.sub(r"\\\1", text).replace("$", "\\$")
+    return _AUTOLINK.sub(lambda m: (m.group(0) + "\\") if m.group(0) else "\\", escaped)
 
 
 def _md_url(url: str) -> str:

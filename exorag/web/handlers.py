@@ -6,7 +6,10 @@ store call; the embedder and the judge are safe to share between threads). Handl
 when they are files Gradio itself received (inside its upload folder); each is checked for type and size, copied
 into the index's `uploads/` folder and ingested on its own, so every file gets its own result line.
 Exports are written into a private temporary folder, from which Gradio serves them.
-Study-tag filters are "key=value" choices read from the index's tags (exorag/build/tags.py) and checked like `--tag`.
+Study-tag filters are "key=value" strings (the `/ask` API, make_filters) checked like `--tag`; the page has one
+multiselect per tag key whose values panel_filters turns into those strings, and every choice carries its number of
+documents (panel_choices). The Corpus tab's document search and removal (remove_selected, through
+build/sync.py's remove_documents) are here too.
 Deliberately left out: the page layout (app.py) and HTML (page.py).
 """
 
@@ -34,8 +37,10 @@ from exorag.output.export import export
 from exorag.ask.generate import Generated, LLMConfig, generate
 from exorag.index.index import Index, sync_vectors, writes
 from exorag.build.ingest import ingest_paths
+from exorag.build.sync import remove_documents
 from exorag.build.sources import READERS, kind_suffix
 from exorag.settings import AskSettings, ServeSettings
+from exorag.text import normalise_doi
 from exorag.types import Answer, Filters
 
 DEFAULT_K = AskSettings.k
@@ -139,8 +144,60 @@ def _strings(values: Any, label: str) -> tuple[str, ...]:
 
 
 def filter_choices(index: Index) -> list[list[str]]:
-    """The current choices of every CHOICE_FILTERS entry, read from the store."""
+    """The current choices of every CHOICE_FILTERS entry, read from the store (the `/ask` API's values)."""
     return [f.choices(index) for f in CHOICE_FILTERS]
+
+
+# The page's filter panel: source and publication type, then one multiselect per study-tag key, each choice a
+# (label "value (n)", value) pair; the panel's values become Filters through panel_filters (and so make_filters).
+
+TAG_KEYS = tags.TAG_KEYS
+TAG_LABELS = {"topic": "Topic", "design": "Study design", "species": "Species", "ev_source": "EV source",
+              "isolation": "Isolation method", "characterisation": "Characterisation", "cargo": "Cargo",
+              "cancer": "Cancer type"}
+
+
+def tag_label(key: str) -> str:
+    return TAG_LABELS.get(key, key.replace("_", " ").capitalize())
+
+
+def counted(rows: list[tuple[str, int]], spaced: bool = False) -> list[tuple[str, str]]:
+    """(label, value) choices labelled "value (n)"; with `spaced` (tag values, which are words joined by
+    underscores) the label reads them as spaces, so it wraps between words."""
+    return [(f"{value.replace('_', ' ') if spaced else value} ({n:,})", value) for value, n in rows if value]
+
+
+def panel_choices(index: Index) -> dict[str, Any]:
+    """The panel's choices with their document counts: {"sources": [(label, value)], "pub_types": [...],
+    "tags": {key: [...]} for every key of TAG_KEYS (empty where no document has that key)}."""
+    values = index.tag_values()
+    return {"sources": counted(index.source_counts()), "pub_types": counted(index.pub_type_counts()),
+            "tags": {key: counted(values.get(key, []), spaced=True) for key in TAG_KEYS}}
+
+
+def panel_filters(year_from: float | int | str | None = None, year_to: float | int | str | None = None,
+                  sources: list[str] | None = None, pub_types: list[str] | None = None,
+                  *tag_lists: list[str] | None) -> Filters:
+    """Filters from the page's panel: the year range, sources, publication types, then the chosen values of each
+    TAG_KEYS key in order (as "key=value" for make_filters; a value already "key=value" is taken as it is)."""
+    specs = [v if "=" in v else f"{key}={v}" for key, values in zip(TAG_KEYS, tag_lists) for v in (values or ()) if v]
+    return make_filters(year_from, year_to, sources, pub_types, specs)
+
+
+def panel_cleared() -> tuple[Any, ...]:
+    """The panel's values with no filter set: the year boxes, sources, publication types, every tag key."""
+    return ("", "", [], [], *([] for _ in TAG_KEYS))
+
+
+def evidence_filtered_out(answer: Answer, filters: Filters) -> bool:
+    """Whether the filters may have emptied the evidence: filters are set and the answer abstains."""
+    return not filters.empty and answer.abstained
+
+
+def draft_filtered_out(sentences: list[Any], filters: Filters) -> bool:
+    """Whether the filters may have emptied the evidence of a draft check: filters are set and no sentence has a
+    supporting (or contradicting) passage."""
+    return not filters.empty and bool(sentences) and not any(s.citations or s.contradicting for s in sentences)
 
 
 def clamp_k(k: float | int | str | None) -> int:
@@ -218,10 +275,57 @@ def check_draft(index: Index, text: str, k: float | int | None = DEFAULT_K,
     return cite_paragraph(index, text, k=clamp_k(k), filters=filters)
 
 
+EV_TAG = ("topic", "extracellular_vesicle")  # the documents counted as EV papers in the corpus make-up
+DOCUMENTS_SHOWN = 50  # rows of the corpus tab's document list
+
+
 def corpus_overview(index: Index) -> dict[str, Any]:
-    """Counts, documents by year and source, and recent additions."""
-    return {"counts": index.counts(), "years": index.year_counts(),
-            "sources": index.source_counts(), "recent": index.recent_documents(10)}
+    """The corpus make-up: counts, documents tagged as EV papers, documents by year (undated as year None) and by
+    source."""
+    counts = index.counts()
+    ev = dict(index.tag_values().get(EV_TAG[0], [])).get(EV_TAG[1], 0)
+    return {"counts": counts, "ev_documents": ev, "years": index.year_counts(), "sources": index.source_counts()}
+
+
+def _search_terms(query: str) -> str:
+    """The document search's words, a pasted DOI link or "doi:" prefix reduced to the bare DOI."""
+    return " ".join(normalise_doi(t) if t.lower().startswith(("http", "doi:")) else t for t in (query or "").split())
+
+
+def find_documents(index: Index, query: str = "", limit: int = DOCUMENTS_SHOWN) -> tuple[int, list[dict[str, Any]]]:
+    """(documents matching `query`, the first `limit` of them, newest first): every word must occur in the title,
+    id, PMID, DOI or PMCID."""
+    return index.find_documents(_search_terms(query), limit)
+
+
+def remove_selected(index: Index, doc_ids: list[str] | None, settings: AppSettings) -> str:
+    """Remove the documents `doc_ids` through remove_documents (their vectors go too), and each uploaded file of
+    `settings.uploads` none of whose documents is left; what happened, as a sentence."""
+    ids = [i.strip() for i in (doc_ids or []) if i and i.strip()]
+    if not ids:
+        raise ExoragError("select the documents to remove first")
+    origins = {doc.origin for doc in index.get_documents(ids).values() if doc.origin}
+    report = remove_documents(index, ids)
+    left = {origin for _, origin in index.document_origins()}
+    files = []
+    for origin in sorted(origins - left):
+        path = Path(origin)
+        try:
+            if path.resolve().is_relative_to(settings.uploads.resolve()) and path.is_file():
+                path.unlink()
+                files.append(path.name)
+        except OSError:
+            pass  # still named as kept below: nothing in the message claims it was deleted
+    parts = []
+    if report.removed:
+        noun = "document" if len(report.removed) == 1 else "documents"
+        parts.append(f"Removed {len(report.removed)} {noun} ({', '.join(report.removed)}) and "
+                     f"{report.vectors_removed} of their vectors from the index.")
+    if report.not_found:
+        parts.append(f"No document with id {', '.join(report.not_found)} (already removed?).")
+    if files:
+        parts.append(f"Deleted the uploaded file(s) {', '.join(files)} from {settings.uploads}.")
+    return " ".join(parts)
 
 
 # Uploads

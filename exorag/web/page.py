@@ -1,4 +1,5 @@
-"""HTML and Markdown for the browser chat: chat replies, the sources panel, the draft check and the corpus overview.
+"""HTML and Markdown for the browser chat: chat replies, the sources panel, the draft check, the active-filter line,
+the corpus make-up and its document list.
 
 Every `[n]` marker is an in-page link `#exorag-cite-T-n` (T: the answer's turn in the conversation, so markers of
 older answers still find their own sources); the page's small script (`app.JUMP_JS`) opens, scrolls to and
@@ -7,7 +8,8 @@ Quotes and passages go through `render.display_quote`: a quote in the reply is i
 `[n]`, and the source paper's own reference markers ("[16]", "(Chen et al., 2018)") in replies and cards are grey,
 smaller `<span class="src-ref">` text, never links, so only our `[n]` markers are clickable.
 All text from the index is HTML-escaped (and `$` too, so nothing is read as LaTeX); links go to PubMed, DOI and
-PMC only where those identifiers are known. Deliberately left out: anything interactive beyond the anchors
+PMC only where those identifiers are known (a local PDF / text file without them shows its file name, a record of
+a JSONL / RIS / BibTeX file its id). Deliberately left out: anything interactive beyond the anchors
 (no scripts here), and the layout of the page itself (app.py).
 """
 
@@ -20,7 +22,7 @@ from typing import Any
 
 from exorag.output.render import authors_short, consensus_line, display_quote, md_escape, reference_line, reference_list, \
     where
-from exorag.types import Answer, Citation, Document, Filters, Hit
+from exorag.types import Answer, Citation, Document, Filters, Hit, identifier_links
 
 SOURCES_PLACEHOLDER = "<p class='exorag-muted'><em>The sources of each answer appear here.</em></p>"
 CONTEXT_CHARS = 300  # characters of the document shown either side of a draft's supporting quote
@@ -38,13 +40,32 @@ def draft_anchor(n: int) -> str:
     return f"exorag-draft-{n}"
 
 
+LOCAL_KINDS = (".pdf", ".txt", ".md", ".markdown")  # a file that is itself one document (not a file of records)
+
+
+def local_file(doc: Document) -> str:
+    """The file name of a document that is a local file of its own (a PDF or text file); '' for a record read from
+    a JSONL, RIS or BibTeX file, whose file name says nothing about the paper."""
+    if not doc.origin:
+        return ""
+    name = Path(doc.origin).name
+    return name if name.lower().endswith(LOCAL_KINDS) else ""
+
+
+def identifier_html(pmid: str = "", doi: str = "", pmcid: str = "") -> list[str]:
+    """"PMID n", "DOI x" and the PMCID as links to PubMed, doi.org and PMC (escaped), for those given."""
+    labels = {"pmid": f"PMID {pmid}", "doi": f"DOI {doi}", "pmcid": pmcid}
+    return [f'<a href="{esc(url)}" target="_blank" rel="noopener noreferrer">{esc(labels[kind])}</a>'
+            for kind, url in identifier_links(pmid, doi, pmcid)]
+
+
 def links(doc: Document) -> str:
-    """Links to PubMed, DOI and PMC where known; else the file name of a local document."""
-    labels = {"pmid": f"PubMed {doc.pmid}", "doi": f"doi:{doc.doi}", "pmcid": doc.pmcid}
-    out = [f'<a href="{esc(url)}" target="_blank" rel="noopener noreferrer">{esc(labels[kind])}</a>'
-           for kind, url in doc.links]
-    if not out and doc.origin:
-        out.append(f"<code>{esc(Path(doc.origin).name)}</code>")
+    """PMID, DOI and PMCID as links to PubMed, doi.org and PMC where known; else the file name of a local PDF or
+    text document; else the record's id (never the name of the JSONL / RIS / BibTeX file it came from)."""
+    out = identifier_html(doc.pmid, doc.doi, doc.pmcid)
+    if not out:
+        name = local_file(doc)
+        out.append(f"<code>{esc(name)}</code>" if name else f"<span class='exorag-muted'>record {esc(doc.id)}</span>")
     return " · ".join(out)
 
 
@@ -121,19 +142,39 @@ def sources_panel(turns: list[dict[str, Any]]) -> str:
     return "\n".join(blocks)
 
 
+def filter_parts(filters: Filters) -> list[str]:
+    """The active filters in words (unescaped), e.g. ["years 2015–…", "tags: design=review"]."""
+    parts = []
+    if filters.year_from is not None or filters.year_to is not None:
+        parts.append(f"years {filters.year_from or '…'}–{filters.year_to or '…'}")
+    by_key: dict[str, list[str]] = {}
+    for key, value in filters.tags:
+        by_key.setdefault(key, []).append(value)
+    for label, values in (("source", filters.sources), ("journal", filters.journals),
+                          ("publication type", filters.pub_types),
+                          ("tags", tuple(f"{k}={' or '.join(vs)}" for k, vs in by_key.items()))):
+        if values:
+            parts.append(f"{label}: {', '.join(values)}")
+    return parts
+
+
 def filters_note(filters: Filters) -> str:
     """A short Markdown line naming the active filters ('' when none)."""
     if filters.empty:
         return ""
-    parts = []
-    if filters.year_from is not None or filters.year_to is not None:
-        parts.append(f"years {filters.year_from or '…'}–{filters.year_to or '…'}")
-    for label, values in (("source", filters.sources), ("journal", filters.journals),
-                          ("publication type", filters.pub_types),
-                          ("tags", tuple(f"{k}={v}" for k, v in filters.tags))):
-        if values:
-            parts.append(f"{label}: {', '.join(values)}")
-    return md_escape("Filters: " + "; ".join(parts))
+    return md_escape("Filters: " + "; ".join(filter_parts(filters)))
+
+
+def active_filters_html(filters: Filters | None, matching: int, total: int, problem: str = "") -> str:
+    """The one-line summary above the tabs: the active filters and how many documents pass them, or what is wrong
+    with a filter value."""
+    if problem:
+        return f"<p class='exorag-active-filters exorag-filter-problem'>Filters: {esc(problem)}</p>"
+    if filters is None or filters.empty:
+        return (f"<p class='exorag-active-filters'><strong>No filters</strong>: searching all {total:,} "
+                f"documents.</p>")
+    return (f"<p class='exorag-active-filters'><strong>Filters</strong>: {esc('; '.join(filter_parts(filters)))} "
+            f"— {matching:,} of {total:,} documents.</p>")
 
 
 def reply_markdown(answer: Answer, turn: int, filters: Filters) -> str:
@@ -200,12 +241,15 @@ def drafting_markdown(text: str, model: str) -> str:
             f"<span class='exorag-muted'>{md_escape(' '.join(text.split()))}</span>")
 
 
-def draft_html(sentences: list[Any]) -> str:
+def draft_html(sentences: list[Any], filters: Filters | None = None) -> str:
     """`cite_paragraph`'s result: the draft with each sentence's verdict (supporting `[n]`; a red badge and the
     contradicting `[n]` for a contradicted sentence; an amber one for mixed evidence; a grey one for no support),
-    a tally, then each quoted source with its sentence highlighted in context, contradicting ones labelled."""
+    a tally (saying which filters the check was limited to), then each quoted source with its sentence highlighted
+    in context, contradicting ones labelled."""
     if not sentences:
         return "<p class='exorag-muted'><em>Paste a paragraph of your draft and press Check.</em></p>"
+    filtered = filters is not None and not filters.empty
+    where_checked = "within the filters" if filtered else "in the index"
 
     def marks(citations: tuple[Any, ...]) -> str:
         return "".join(f"<a href='#{draft_anchor(c.n)}' class='exorag-marker'>[{c.n}]</a>" for c in citations)
@@ -225,7 +269,7 @@ def draft_html(sentences: list[Any]) -> str:
                        f"{marks(s.contradicting)} ")
         else:
             out.append(f"<span class='exorag-unsupported'>{esc(s.sentence)}</span> "
-                       "<span class='exorag-badge'>no supporting passage in the index</span> ")
+                       f"<span class='exorag-badge'>no supporting passage {where_checked}</span> ")
     out.append("</p></div>")
     tally = {v: sum(1 for s in sentences if s.verdict == v) for v in ("supported", "contradicted", "mixed")}
     parts = [f"<strong>{tally['supported']} of {len(sentences)} sentences</strong> have a supporting passage"]
@@ -234,6 +278,9 @@ def draft_html(sentences: list[Any]) -> str:
     if tally["mixed"]:
         parts.append(f"{tally['mixed']} with evidence both ways")
     out.append("<p>" + "; ".join(parts) + ".</p>")
+    if filtered:
+        out.append(f"<p class='exorag-draft-filtered'><em>Checked only against documents that pass the filters "
+                   f"({esc('; '.join(filter_parts(filters)))}).</em></p>")  # type: ignore[arg-type]
     seen: set[int] = set()
     for s in sentences:
         for c in s.citations + s.contradicting:
@@ -254,21 +301,94 @@ def _bars(rows: list[tuple[str, int]], caption: str) -> str:
     return f"<table class='exorag-table'><caption>{esc(caption)}</caption>{body}</table>"
 
 
-def corpus_html(counts: dict[str, Any], years: list[tuple[int | None, int]], sources: list[tuple[str, int]],
-                recent: list[dict[str, Any]], folder: Path) -> str:
-    """The corpus tab: totals, documents by year and by source, and the most recent additions."""
-    head = (f"<p><strong>{counts['documents']:,} documents</strong>, {counts['chunks']:,} passages "
+YEAR_COLUMNS = 40  # at most this many columns in the years chart; a longer span is shown in bins of several years
+
+
+def year_bins(years: list[tuple[int | None, int]], columns: int = YEAR_COLUMNS) -> list[tuple[str, int]]:
+    """(label, documents) from the first to the last dated year, empty years included (so the axis is honest),
+    in bins of several years when the span is longer than `columns`; undated documents are not in it."""
+    dated = {y: n for y, n in years if y is not None}
+    if not dated:
+        return []
+    lo, hi = min(dated), max(dated)
+    width = -(-(hi - lo + 1) // columns)  # ceiling
+    out = []
+    for start in range(lo, hi + 1, width):
+        end = min(start + width - 1, hi)
+        label = str(start) if start == end else f"{start}–{str(end)[-2:]}"
+        out.append((label, sum(dated.get(y, 0) for y in range(start, end + 1))))
+    return out
+
+
+def years_chart(years: list[tuple[int | None, int]]) -> str:
+    """Documents by year as a compact column chart (counts on the columns, every few years labelled), with the
+    undated documents counted apart, in words, so they never dwarf the years."""
+    bins = year_bins(years)
+    undated = sum(n for y, n in years if y is None)
+    apart = (f"<p class='exorag-undated'>{undated:,} document{'s' if undated != 1 else ''} without a year "
+             "(not in the chart).</p>" if undated else "")
+    if not bins:
+        return f"<div class='exorag-years-box'><p class='exorag-caption'>Documents by year</p>{apart}</div>"
+    top = max(n for _, n in bins) or 1
+    every = max(1, -(-len(bins) // 12))  # about a dozen labels at most
+    cols = []
+    for i, (label, n) in enumerate(bins):
+        shown = esc(label) if i % every == 0 or i == len(bins) - 1 else ""
+        cols.append(f"<div class='exorag-ycol' title='{esc(label)}: {n:,}'><span class='exorag-yn'>{n or ''}</span>"
+                    f"<div class='exorag-ybar' style='height:{70 * n / top:.1f}px'></div>"
+                    f"<span class='exorag-yl'>{shown}</span></div>")
+    span = f"{bins[0][0]}–{bins[-1][0]}" if len(bins) > 1 else bins[0][0]
+    return (f"<div class='exorag-years-box'><p class='exorag-caption'>Documents by year ({esc(span)})</p>"
+            f"<div class='exorag-years'>{''.join(cols)}</div>{apart}</div>")
+
+
+def corpus_html(overview: dict[str, Any], folder: Path) -> str:
+    """The corpus tab's make-up (handlers.corpus_overview): documents and passages, the share tagged as EV papers,
+    documents by source and by year."""
+    counts = overview["counts"]
+    docs = counts["documents"]
+    head = (f"<p><strong>{docs:,} documents</strong>, {counts['chunks']:,} passages "
             f"in <code>{esc(str(folder))}</code>.</p>")
-    if not counts["documents"]:
+    if not docs:
         return head + ("<p>The index is empty: add papers in the <em>Add papers</em> tab or with "
                        "<code>exorag ingest</code>.</p>")
-    by_year = _bars([(str(y) if y is not None else "no year", n) for y, n in years], "Documents by year")
-    by_source = _bars([(s or "(none)", n) for s, n in sources], "Documents by source")
-    rows = "".join(f"<tr><td>{esc(r['added_at'] or '')}</td><td>{esc(r['title'] or r['id'])}</td>"
-                   f"<td>{esc(str(r['year'] or ''))}</td><td>{esc(r['source'])}</td></tr>" for r in recent)
-    added = (f"<table class='exorag-table exorag-recent'><caption>Recent additions</caption>"
-             f"<tr><th>added (UTC)</th><th>title</th><th>year</th><th>source</th></tr>{rows}</table>")
-    return head + f"<div class='exorag-corpus'>{by_year}{by_source}</div>" + added
+    ev = overview.get("ev_documents", 0)
+    share = (f"<p class='exorag-ev-share'><strong>{ev:,} of {docs:,} ({100 * ev / docs:.0f}%)</strong> are "
+             "extracellular-vesicle papers (tagged <code>topic=extracellular_vesicle</code>).</p>")
+    by_source = _bars([(s or "(none)", n) for s, n in overview["sources"]], "Documents by source")
+    return head + share + by_source + years_chart(overview["years"])
+
+
+def document_ids(row: dict[str, Any]) -> str:
+    """PMID, DOI and PMCID of a document-list row, as links (escaped)."""
+    return " · ".join(identifier_html(row.get("pmid", ""), row.get("doi", ""), row.get("pmcid", "")))
+
+
+def documents_html(total: int, rows: list[dict[str, Any]], query: str = "") -> str:
+    """The corpus tab's document list: id, year, title, journal, source and identifiers of the first rows matching
+    the search, newest first, with how many match."""
+    what = f" matching “{esc(query.strip())}”" if (query or "").strip() else ""
+    if not rows:
+        return f"<p class='exorag-doc-count'>No document{what}.</p>"
+    noun = "document" if total == 1 else "documents"
+    shown = (f"{total:,} {noun}{what}, newest first" if len(rows) == total else
+             f"The newest {len(rows):,} of {total:,} documents{what}; type more of a title, id, PMID or DOI to "
+             "narrow the list")
+    body = "".join(f"<tr><td><code>{esc(r['id'])}</code></td><td>{esc(str(r['year'] or ''))}</td>"
+                   f"<td>{esc(r['title'] or '')}<br><small>{document_ids(r)}</small></td><td>{esc(r['journal'])}</td>"
+                   f"<td>{esc(r['source'])}</td></tr>" for r in rows)
+    return (f"<p class='exorag-doc-count'>{shown}.</p><table class='exorag-table exorag-doclist'>"
+            f"<tr><th>id</th><th>year</th><th>title</th><th>journal</th><th>source</th></tr>{body}</table>")
+
+
+def removal_choices(rows: list[dict[str, Any]], chars: int = 70) -> list[tuple[str, str]]:
+    """(label "id · title", id) for the documents listed, to pick the ones to remove."""
+    out = []
+    for r in rows:
+        title = r["title"] or ""
+        title = title if len(title) <= chars else title[: chars - 1] + "…"
+        out.append((f"{r['id']} · {title}" if title else r["id"], r["id"]))
+    return out
 
 
 def upload_html(rows: list[tuple[str, bool, str]], status: str = "") -> str:
