@@ -109,25 +109,21 @@ class Settings:
                 raise SettingsError(f"{name}={raw!r}: expected at least {minimum:g}")
             return value
 
-        def pick(section: Any, **values: Any) -> Any:
-            return dataclasses.replace(section, **{k: v for k, v in values.items() if v is not None})
+        def path(name: str) -> Path | None:
+            value = get(name)
+            return Path(value) if value else None
 
-        base = cls()
-        return cls(
-            index=pick(base.index, folder=Path(get("EXORAG_INDEX")) if get("EXORAG_INDEX") else None,
-                       model=get("EXORAG_MODEL"), backend=get("EXORAG_BACKEND"),
-                       onnx_threads=number("EXORAG_ONNX_THREADS", int, 1), nprobe=number("EXORAG_NPROBE", int, 1),
-                       approx_threshold=number("EXORAG_APPROX_THRESHOLD", int, 1),
-                       cache=Path(get("EXORAG_CACHE")) if get("EXORAG_CACHE") else None),
-            build=pick(base.build, overlap=(get("EXORAG_OVERLAP") == "1") if get("EXORAG_OVERLAP") else None,
-                       demo_data=Path(get("EXORAG_DEMO_DATA")) if get("EXORAG_DEMO_DATA") else None),
-            ask=base.ask,
-            llm=pick(base.llm, url=get("EXORAG_LLM_URL"), model=get("EXORAG_LLM_MODEL"),
-                     key=get("EXORAG_LLM_KEY") or get("OPENAI_API_KEY")),
-            fetch=pick(base.fetch, eutils_url=get("EXORAG_EUTILS_URL"), europepmc_url=get("EXORAG_EUROPEPMC_URL"),
-                       ncbi_api_key=get("NCBI_API_KEY"), ncbi_email=get("NCBI_EMAIL")),
-            serve=pick(base.serve, max_upload_mb=number("EXORAG_MAX_UPLOAD_MB", float, 0)),
-        )
+        overlap = get("EXORAG_OVERLAP")
+        return (cls()
+                .replace("index", folder=path("EXORAG_INDEX"), model=get("EXORAG_MODEL"), backend=get("EXORAG_BACKEND"),
+                         onnx_threads=number("EXORAG_ONNX_THREADS", int, 1), nprobe=number("EXORAG_NPROBE", int, 1),
+                         approx_threshold=number("EXORAG_APPROX_THRESHOLD", int, 1), cache=path("EXORAG_CACHE"))
+                .replace("build", overlap=(overlap == "1") if overlap else None, demo_data=path("EXORAG_DEMO_DATA"))
+                .replace("llm", url=get("EXORAG_LLM_URL"), model=get("EXORAG_LLM_MODEL"),
+                         key=get("EXORAG_LLM_KEY") or get("OPENAI_API_KEY"))
+                .replace("fetch", eutils_url=get("EXORAG_EUTILS_URL"), europepmc_url=get("EXORAG_EUROPEPMC_URL"),
+                         ncbi_api_key=get("NCBI_API_KEY"), ncbi_email=get("NCBI_EMAIL"))
+                .replace("serve", max_upload_mb=number("EXORAG_MAX_UPLOAD_MB", float, 0)))
 
     def replace(self, section: str, **values: Any) -> Settings:
         """A copy with `values` set in one section; None values (a flag not given) leave the setting as it is."""

@@ -9,6 +9,7 @@ splitting (build/chunk.py), FTS5 query syntax (ask/retrieve.py) and the tokenize
 from __future__ import annotations
 
 import re
+import urllib.parse
 
 WORD = re.compile(r"\w+(?:[-'’]\w+)*")
 TERM = re.compile(r"\w+(?:[-.'’]\w+)*")
@@ -78,8 +79,6 @@ def normalise_doi(value: str) -> str:
 
     Drops a resolver prefix, percent-escapes, trailing punctuation and closing brackets that have no opening
     partner inside the DOI (a DOI in parentheses); keeps brackets that belong to it (10.1002/(SICI)...)."""
-    import urllib.parse
-
     doi = urllib.parse.unquote(_DOI_PREFIX.sub("", (value or "").strip()).strip())
     while doi:
         last = doi[-1]

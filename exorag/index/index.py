@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import inspect
 import os
 import sqlite3
 import threading
@@ -61,8 +62,6 @@ WRITE_LOCK = "write.lock"
 
 def writes(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Run `fn(index, ...)` (a function or a generator) holding `index.writing()`: for every command that writes."""
-    import inspect
-
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def generator(index: Index, *args: Any, **kwargs: Any) -> Any:

@@ -213,7 +213,8 @@ def _build_document(path: Path, raw_pages: list[str], font_title: str, metadata:
         raise ParseError(str(path), "no extractable text (image-only or scanned PDF; OCR is not enabled)")
     doi = _find_doi(raw_pages, metadata, running_lines)
     title = _pick_title(metadata.get("/Title", ""), font_title, pages_lines[0])
-    journal, journal_year = _find_journal(metadata, _page_lines(raw_pages[0])[:12])
+    first_page = _page_lines(raw_pages[0])  # page 1 as printed, running lines kept: its header names the journal
+    journal, journal_year = _find_journal(metadata, first_page[:12])
     return Document(
         id=f"doi:{doi.lower()}" if doi else f"file:{path.stem}",
         text=text,
@@ -221,7 +222,7 @@ def _build_document(path: Path, raw_pages: list[str], font_title: str, metadata:
         title=title,
         year=journal_year or _find_year(raw_pages[0], metadata),
         doi=doi,
-        authors=_find_authors(metadata.get("/Author", ""), _page_lines(raw_pages[0])[:30], title),
+        authors=_find_authors(metadata.get("/Author", ""), first_page[:30], title),
         journal=journal,
         source="pdf",
         origin=str(path),
