@@ -74,3 +74,19 @@ def index(built_index: Path):
     idx = open_index(built_index)
     yield idx
     idx.close()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real two-node Ray cluster on 127.0.0.1 (tests/ray_cluster.py), shared by the cluster tests and stopped after;
+    skipped with the reason where ray (the [cluster] extra) is not installed. Drivers in this process connect with
+    `ray.init(address=ray_cluster.address)`."""
+    import os
+
+    from tests.ray_cluster import RAY_ENV, RAY_SKIP, LocalCluster
+
+    if RAY_SKIP:
+        pytest.skip(RAY_SKIP)
+    os.environ.update(RAY_ENV)
+    with LocalCluster(nodes=2) as cluster:
+        yield cluster
