@@ -82,3 +82,7 @@ class LLMError(ExoragError):
     `exorag.ask.generate` turns the last three into a fallback to the extractive answer with a note; a misconfiguration
     (a URL without a model, a bad URL) reaches the CLI as an error.
     """
+
+
+class NotACluster(ExoragError):
+    """A folder holds no sharded index (no cluster.json), or a cluster.json this version cannot read."""

@@ -129,6 +129,7 @@ class Index:
     chunk_ids = _locked(store.chunk_ids)
     chunk_count = _locked(store.chunk_count)
     chunk_id_bound = _locked(store.chunk_id_bound)
+    seed_chunk_ids = _locked(store.seed_chunk_ids)
     existing_chunk_ids = _locked(store.existing_chunk_ids)
     # lexical search, filters, terms
     _lexical_search = _locked(store.lexical_search)

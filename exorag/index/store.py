@@ -310,8 +310,35 @@ def chunk_count(conn: sqlite3.Connection) -> int:
 
 
 def chunk_id_bound(conn: sqlite3.Connection) -> int:
-    """The highest chunk id ever stored (ids are never reused): an upper bound of the chunk count, read in O(log n)."""
-    return int(conn.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0])
+    """The highest chunk id ever stored (ids are never reused) less the store's first id (seed_chunk_ids): an upper
+    bound of the chunk count, read in O(log n)."""
+    base = int(_meta(conn).get("chunk_id_base", 0))
+    return max(0, int(conn.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0]) - base)
+
+
+def seed_chunk_ids(conn: sqlite3.Connection, base: int) -> None:
+    """Make this store's chunk ids start after `base` (a shard of a sharded index takes its own range, so chunk ids
+    are unique across shards). Idempotent; refused once chunks below the range exist or another base was set."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        meta = _meta(conn)
+        if "chunk_id_base" in meta:
+            if int(meta["chunk_id_base"]) != base:
+                raise ExoragError(f"this store's chunk ids start at {meta['chunk_id_base']}, not {base}")
+        else:
+            low = conn.execute("SELECT min(id) FROM chunks").fetchone()[0]
+            if low is not None and low <= base:
+                raise ExoragError(f"this store already holds chunk ids below {base + 1}: it is not a fresh shard")
+            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'chunks'").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('chunks', ?)", (base,))
+            elif row[0] < base:
+                conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'chunks'", (base,))
+            conn.execute("INSERT OR REPLACE INTO store_meta (key, value) VALUES ('chunk_id_base', ?)", (str(base),))
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
 
 
 def _vocab_tables(conn: sqlite3.Connection) -> None:
