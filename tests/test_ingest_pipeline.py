@@ -250,3 +250,67 @@ def test_off_the_main_thread_every_kind_gets_the_hard_limit(tmp_path: Path, hang
     assert [str(p) for p in report.failed] == [f"{stuck}: {TOOK_LONGER}"]  # type: ignore[attr-defined]
     assert "file:b_note" in report.seen  # type: ignore[attr-defined]
     index.close()
+
+
+
+@pytest.mark.parametrize("thread", [False, True], ids=["main-thread", "upload-thread"])
+def test_file_limit_counts_chunking_and_tagging(tmp_path: Path, thread: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hostile input 1: the per-file limit covers the whole per-file work (reader, chunking, tagging), not only the
+    reader. Tagging is made slow here (the real tagger, after a 0.1 s pause per document), so a JSONL file that reads
+    in milliseconds is abandoned at the limit (documents stored before it stay), and the next file still goes in; off
+    the main thread (the chat's uploads) too, where the limit is checked after each step."""
+    import threading
+
+    real_derive = ingest.derive
+
+    def slow_derive(doc):  # type: ignore[no-untyped-def]
+        time.sleep(0.1)
+        return real_derive(doc)
+
+    monkeypatch.setattr(ingest, "derive", slow_derive)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    records = corpus_records(40)
+    heavy = write(folder / "a_many.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    write(folder / "b_note.md", "# Note\n\nExosomal miR-21 rises in plasma of glioma patients.\n")
+    index = open_index(tmp_path / "idx")
+    result: dict[str, object] = {}
+
+    def work() -> None:
+        result["report"] = ingest_paths(index, [folder], progress=False, embed=False, file_timeout=1.0)
+
+    if thread:
+        worker = threading.Thread(target=work)
+        worker.start()
+        worker.join(120)
+    else:
+        work()
+    report = result["report"]
+    assert [str(p) for p in report.failed] == [  # type: ignore[attr-defined]
+        f"{heavy}: took longer than 1 s; abandoned (raise --file-timeout to allow more)"]
+    assert "file:b_note" in report.seen  # type: ignore[attr-defined]
+    stored = index.count_documents() - 1  # less the note
+    assert 1 <= stored <= 11, stored  # at 0.1 s a document, about 10 went in before the limit; not all 40
+    index.close()
+
+
+def test_chunking_a_long_unbroken_span_is_not_quadratic() -> None:
+    """A 100,000-character abstract with an unclosed bracket is one "sentence" cut at word boundaries: the cut gallops
+    and bisects over the words (O(log n) tokenizer calls a piece), and gives the pieces the word-by-word scan gave."""
+    from exorag.build.chunk import _cut_long
+    from exorag.index import embed
+
+    count = embed.load("sentence-transformers/all-MiniLM-L6-v2").count_tokens
+    calls = 0
+
+    def counting(text: str) -> int:
+        nonlocal calls
+        calls += 1
+        return count(text)
+
+    text = "(" + " ".join(r["abstract"] for r in corpus_records(60) if r.get("abstract"))[:100_000]
+    pieces = _cut_long(text, 0, len(text), counting, 200)
+    assert all(count(text[a:b]) <= 200 for a, b in pieces)
+    assert all(text[b:pieces[n + 1][0]].isspace() for n, (a, b) in enumerate(pieces[:-1]))  # cut between words
+    assert pieces[0][0] == 0 and pieces[-1][1] == len(text.rstrip())
+    assert calls < 20 * len(pieces), (calls, len(pieces))  # the old scan made one call per word: ~150 a piece

@@ -50,18 +50,37 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
     for p_start, p_end in _paragraphs(text, start, end):
         cursor = p_start
         depth_text = text[p_start:p_end]
+        depth = _bracket_depths(depth_text)  # O(1) bracket balance of any segment: no rescan per candidate
         for match in _BOUNDARY.finditer(depth_text):
             dot = p_start + match.start(1)
             if text[dot] == "." and _is_abbreviation(text, dot):
                 continue
-            segment = text[cursor:dot]
-            if segment.count("(") > segment.count(")") or segment.count("[") > segment.count("]"):
+            a, b = cursor - p_start, dot - p_start
+            if depth[0][b] - depth[0][a] > 0 or depth[1][b] - depth[1][a] > 0:
                 continue  # inside an open bracket: "(p < 0.05. See ...)" is not a boundary
             boundary = p_start + match.start(2)
             _append_trimmed(spans, text, cursor, boundary)
             cursor = p_start + match.end(2)
         _append_trimmed(spans, text, cursor, p_end)
     return spans
+
+
+def _bracket_depths(text: str) -> tuple[list[int], list[int]]:
+    """Prefix sums over `text` of "(" minus ")" and of "[" minus "]": the balance of text[a:b] is p[b] - p[a]."""
+    round_, square = [0], [0]
+    r = q = 0
+    for ch in text:
+        if ch == "(":
+            r += 1
+        elif ch == ")":
+            r -= 1
+        elif ch == "[":
+            q += 1
+        elif ch == "]":
+            q -= 1
+        round_.append(r)
+        square.append(q)
+    return round_, square
 
 
 def _paragraphs(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -83,16 +102,31 @@ def _append_trimmed(spans: list[tuple[int, int]], text: str, s: int, e: int) -> 
 
 
 def _cut_long(text: str, s: int, e: int, count_tokens: Callable[[str], int], max_tokens: int) -> list[tuple[int, int]]:
-    """Cut one over-long span at word boundaries into pieces within the budget."""
+    """Cut one over-long span at word boundaries into pieces within the budget: each piece is the longest run of
+    words from where the last one ended whose tokens fit (a word over the budget alone is a piece of its own).
+    The end of each piece is found by galloping then bisecting over the word count (token counts grow with the
+    words), so a 100,000-character span costs O(pieces · log words) tokenizer calls, not one per word per piece."""
     words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text[s:e])]
+
+    def fits(i: int, j: int) -> bool:  # words i..j (inclusive) within the budget
+        return count_tokens(text[s + words[i][0] : s + words[j][1]]) <= max_tokens
+
     pieces: list[tuple[int, int]] = []
     i = 0
     while i < len(words):
-        j = i + 1
-        while j < len(words) and count_tokens(text[s + words[i][0] : s + words[j][1]]) <= max_tokens:
-            j += 1
-        pieces.append((s + words[i][0], s + words[j - 1][1]))
-        i = j
+        good, step = i, 1  # words[i..good] fit (or good == i); find the first j that does not
+        while good + step < len(words) and fits(i, good + step):
+            good += step
+            step *= 2
+        bad = min(good + step, len(words))  # words[i..bad] do not fit, or bad is past the end
+        while bad - good > 1:
+            mid = (good + bad) // 2
+            if fits(i, mid):
+                good = mid
+            else:
+                bad = mid
+        pieces.append((s + words[i][0], s + words[good][1]))
+        i = good + 1
     return pieces
 
 

@@ -10,18 +10,19 @@ does not pay here (bench/ingest_overlap.py, 2 cores): embedding is ~97% of the t
 onnxruntime threads already keep both cores busy, so parsing beside it only takes turns with it (2,000 abstracts:
 best runs 62.4 s sequential, 63.5 s overlapped; 6 PDFs 4.7 s vs 4.8 s; ~4% more CPU). It pays where embedding
 leaves cores idle (more cores than EXORAG_ONNX_THREADS, or a slow reader that waits on I/O).
-Per-file time limit (`file_timeout`, counting only the reader's own time): readers of the ISOLATED kinds (PDF) run
+Per-file time limit (`file_timeout`; exorag.build.file_clock: the reader's own time plus chunking and tagging each
+document, not storing): readers of the ISOLATED kinds (PDF) run
 in a reusable child process (exorag.build.reader_process) that is killed when the limit is past, which stops even a reader
 stuck in one C call; the other readers run in-process under SIGALRM, which Python delivers only between
 bytecodes, except off the main thread (the chat's uploads), where SIGALRM cannot be used and every kind goes
 through the child instead. Either way the file is reported as failed with "took longer than S s" and
-the batch goes on. Chunking and storing are not timed. Progress bars: documents (rate, and an ETA against a cheap
+the batch goes on; documents stored before the limit stay. Progress bars: documents (rate, and an ETA against a cheap
 count of records, exorag.build.sources.estimate_records) and embedded chunks (rate, ETA; with overlap, the total is known
 only once parsing is over).
 Memory does not grow with the corpus except for `IngestReport.seen` (the ids read, for `exorag sync`): readers
 stream, documents are stored one by one and id lists are int64 arrays.
 Deliberately left out: parsing several files at once (2 cores: one parses, the other embeds), removal of documents
-whose files disappeared (see sync.py), and a time limit on chunking.
+whose files disappeared (see sync.py), and a time limit on storing and embedding.
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
 from exorag.build.chunk import chunk_document
 from exorag.build.enrich import derive
+from exorag.build.file_clock import FileClock
 from exorag.index.embed_thread import EmbedThread
 from exorag.errors import ExoragError, FileTimeout, ParseError, UnsupportedFile
 from exorag.settings import BuildSettings, current
@@ -51,6 +54,7 @@ FILE_TIMEOUT_S = BuildSettings.file_timeout_s
 ISOLATED = {".pdf"}  # kinds whose reader runs in a child process (exorag.build.reader_process): a hard limit, crashes contained
 
 
+T = TypeVar("T")
 Problem = ParseError  # a report's entry is the error met: its path, reason and line (str: "path:line: reason")
 
 
@@ -103,32 +107,41 @@ def _alarm(path: Path, limit: float | None) -> Iterator[Callable[[], bool]]:
             signal.signal(signal.SIGALRM, previous)
 
 
-def _timed(items: Iterator[Document | ParseError], limit: float | None) -> Iterator[Document | ParseError]:
-    """`items`, arming the alarm only while the reader runs, so that only its time counts against `limit`."""
-    usable = _can_time(limit)
-    spent = 0.0
+def _timed(items: Iterator[Document | ParseError], clock: FileClock) -> Iterator[Document | ParseError]:
+    """`items`, arming the alarm only while the reader runs (its time is added to `clock`)."""
     while True:
-        if usable:
-            signal.setitimer(signal.ITIMER_REAL, max(limit - spent, 0.001), 0.5)  # type: ignore[operator]
-        started = time.monotonic()
         try:
-            item = next(items)
+            item = _step(clock, next, items)
         except StopIteration:
             return
-        finally:
-            if usable:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-            spent += time.monotonic() - started
         yield item
 
 
-def _items(path: Path, limit: float | None, readers: ReaderProcess) -> Iterator[Document | ParseError]:
+def _step(clock: FileClock, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` as part of `clock`'s file: its time counts against the file's limit. On the main thread the alarm
+    is armed for the time left (it interrupts the step); off it, the limit is checked once the step is done."""
+    usable = _can_time(clock.limit)
+    if usable:
+        signal.setitimer(signal.ITIMER_REAL, max(clock.remaining() or 0.0, 0.001), 0.5)
+    started = time.monotonic()
+    try:
+        result = fn(*args)
+    finally:
+        if usable:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        clock.spent += time.monotonic() - started
+    if clock.over():
+        raise _timeout(clock.path, clock.limit)
+    return result
+
+
+def _items(path: Path, clock: FileClock, readers: ReaderProcess) -> Iterator[Document | ParseError]:
     """What the reader of `path` yields: from the reader child for ISOLATED kinds, and for every kind when a limit is
     asked for off the main thread (the chat's uploads), where SIGALRM cannot serve; else in-process under SIGALRM."""
-    off_main = limit is not None and limit > 0 and not _can_time(limit)
+    off_main = clock.limited and not _can_time(clock.limit)
     if path.suffix.lower() in ISOLATED or off_main:
-        return readers.read(path, reader_module(path), limit)
-    return _timed(read_path(path), limit)
+        return readers.read(path, reader_module(path), clock)
+    return _timed(read_path(path), clock)
 
 
 @writes
@@ -169,17 +182,21 @@ def ingest_paths(
             if not path.exists():
                 note(Problem(str(path), "no such file or folder"), report.failed)
                 continue
+            clock = FileClock(path, file_timeout)
             with _alarm(path, file_timeout) as expired:
                 try:
-                    for item in _items(path, file_timeout, readers):
+                    for item in _items(path, clock, readers):
                         bar.update(1)
                         if isinstance(item, ParseError):
                             note(item, report.failed)
                             continue
                         report.seen.add(item.id)
-                        chunks = chunk_document(item, count_tokens, CHUNK_TOKENS)
-                        outcome = index.put_document(item, chunks, derive(item))  # analysis off the lock
+                        chunks = _step(clock, chunk_document, item, count_tokens, CHUNK_TOKENS)
+                        derived = _step(clock, derive, item)  # timed, and off the index's lock
+                        outcome = index.put_document(item, chunks, derived)  # storing is not timed
                         setattr(report, outcome, getattr(report, outcome) + 1)
+                except FileTimeout as exc:
+                    note(exc, report.failed)
                 except UnsupportedFile as exc:
                     note(exc, report.skipped)
                 except ParseError as exc:

@@ -6,8 +6,8 @@ returns, if ever. `ReaderProcess` runs readers in one child process, started wit
 of a process running onnxruntime threads) on the first file that needs it and reused for the files after it. The
 parent waits for each item with a deadline; past it the child is killed (SIGKILL) and a fresh one is started for
 the next file. A child that dies (a segfault in a C extension, the kernel's OOM killer) fails only its file.
-Items cross the pipe as Documents and plain tuples (ParseError does not pickle). Only time spent waiting for the
-child counts against the limit, as in-process where only the reader's own steps are timed.
+Items cross the pipe as Documents and plain tuples (ParseError does not pickle). The time spent waiting for the
+child is added to the file's FileClock (exorag.build.file_clock), which also counts chunking and tagging.
 
 The child dies with its parent (PR_SET_PDEATHSIG on Linux; elsewhere when it next reads from the closed pipe), so a
 kill -9 of `exorag ingest` leaves no reader behind, and it ignores SIGINT, so Ctrl-C is handled by the parent alone.
@@ -27,6 +27,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from exorag.build.file_clock import FileClock
 from exorag.errors import FileTimeout, ParseError, UnsupportedFile
 from exorag.types import Document
 
@@ -111,22 +112,24 @@ class ReaderProcess:
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
         return ParseError(str(path), f"the reader process died ({how})")
 
-    def read(self, path: Path, module: str, limit: float | None) -> Iterator[Document | ParseError]:
+    def read(self, path: Path, module: str, clock: FileClock) -> Iterator[Document | ParseError]:
+        """The items the reader `module` yields for `path`; the time spent waiting for them is added to `clock`, and
+        the child is killed once the clock's limit is past."""
         conn = self._ensure()
         conn.send((module, str(path)))
-        spent, finished = 0.0, False
+        finished = False
         try:
             while True:
                 started = time.monotonic()
                 try:
-                    ready = conn.poll(None if not limit else max(limit - spent, 0.0))
+                    ready = conn.poll(clock.remaining())
                     message = conn.recv() if ready else None
                 except (EOFError, OSError):
                     raise self._died(path) from None
                 finally:
-                    spent += time.monotonic() - started
+                    clock.spent += time.monotonic() - started
                 if message is None:
-                    raise FileTimeout(str(path), limit or 0.0)
+                    raise FileTimeout(str(path), clock.limit or 0.0)
                 kind = message[0]
                 if kind == "doc":
                     yield message[1]
