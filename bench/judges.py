@@ -17,6 +17,7 @@ Sections (each prints its figures as JSON; `--only NAME` runs one):
 - `latency`: `ask` p50/p95 warm on the demo index with the judge on, and the judge's own share per question.
 
     python bench/judges.py [--only stance|claims|bioasq|ev|latency] [--index /tmp/demo] [--work /tmp/judge-bench]
+                           [--judge-batch N]
 
 Deliberately left out: SciFact test (its labels are hidden) and any tuning: thresholds live in exorag/ask/judge.py.
 """
@@ -262,7 +263,11 @@ def main() -> None:
     parser.add_argument("--index", type=Path, default=Path("/tmp/demo"))
     parser.add_argument("--work", type=Path, default=Path("/tmp/judge-bench"))
     parser.add_argument("--limit", type=int, default=0, help="BioASQ: first N questions only")
+    parser.add_argument("--judge-batch", type=int, default=0,
+                        help="pairs per ONNX run (default: judge.BATCH, 1); 32 reproduces the judge before issue 16")
     args = parser.parse_args()
+    if args.judge_batch:
+        judges.BATCH = args.judge_batch
     if not SHARED.exists():
         sys.exit(f"{SHARED} not found: these benchmarks need ../shared/data")
     runs = {"stance": stance, "claims": lambda: claims(args.work),

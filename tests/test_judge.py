@@ -22,6 +22,27 @@ def test_loads_from_the_package_and_gives_probabilities() -> None:
     assert j.judge("anything", []) == []
 
 
+def test_a_sentence_is_judged_the_same_whatever_else_is_judged_with_it() -> None:
+    """Each pair runs alone (judge.BATCH): the int8 graph quantises activations per tensor, so batched with other
+    sentences (and their padding) a sentence's logits moved by up to 1.2. Now its judgement is the same alone, among
+    other candidates, and from several threads at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    j = judge.load()
+    question = "Which tetraspanins are used as exosome markers?"
+    target = "The tetraspanins CD9, CD63 and CD81 are enriched in exosomes and are widely used as exosomal markers."
+    others = ["Exosomes are studied in many laboratories around the world.",
+              "Small extracellular vesicles were isolated from plasma by size-exclusion chromatography and "
+              "characterised by nanoparticle tracking analysis, transmission electron microscopy and western "
+              "blotting for CD9, CD63, CD81, TSG101 and Alix, with calnexin as a negative marker.", "Yes."]
+    alone = j.logits(question, [target])[0]
+    assert (j.logits(question, others + [target])[-1] == alone).all()
+    assert (j.logits(question, [target] + others[:1])[0] == alone).all()
+    with ThreadPoolExecutor(4) as pool:
+        for out in pool.map(lambda _: j.logits(question, others + [target]), range(8)):
+            assert (out[-1] == alone).all()
+
+
 def test_missing_model_is_a_named_error(tmp_path) -> None:
     from exorag.errors import ModelNotFound
 

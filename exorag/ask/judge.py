@@ -17,7 +17,7 @@ Valence words (improves, worsens) are left out: "improves survival" and "reduces
 The thresholds that turn probabilities into decisions live here, next to the model they belong to, and were set on
 development data only (BioASQ 11B, SciFact dev, bench/data): see the README's model card and `bench/judges.py`.
 Deliberately left out: the sentence's surrounding context and its paper's title (each sentence is judged alone),
-calibration beyond these thresholds, and batching across requests.
+calibration beyond these thresholds, and batching pairs (see Judge: each pair runs alone).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,7 @@ SUPPORTS = 0.5  # P(supports) at or above which a sentence supports the claim
 CONTRADICTS = 0.5  # P(contradicts) at or above which a sentence contradicts the claim
 RELEVANT = 0.5  # P(answers) under which a sentence takes no side on a claim (the stance head alone over-supports
 # sentences on the claim's topic; gating on the answer head, which was trained to find rationale sentences, helps)
+BATCH = 1  # pairs per ONNX run: each pair alone, so its judgement does not depend on the other candidates (Judge)
 EVIDENCE = 0.4  # P(supports) + P(contradicts) from which a direction conflict makes a sentence contradict
 
 _LOCK = threading.Lock()
@@ -76,7 +78,13 @@ class Judgement:
 
 
 class Judge:
-    """The loaded judge (one onnxruntime session); `judge` is safe to call from several threads."""
+    """The loaded judge (one onnxruntime session); `judge` is safe to call from several threads.
+
+    Each pair runs alone (BATCH): the int8 graph quantises its activations per tensor, so in a batch a pair's logits
+    moved with its batch-mates and their padding (by up to 1.2 on the demo index), and a batch of 24 pairs padded to
+    its longest cost 2.1x the CPU of the pairs alone. The session runs on one thread; the pairs of a question go side
+    by side on a pool of `threads` workers (default: the physical cores) that every caller shares, so one question
+    uses all cores and many questions at once never run more ONNX threads than there are cores."""
 
     def __init__(self, folder: Path = FOLDER, threads: int | None = None) -> None:
         from exorag.index import onnx_embed
@@ -88,25 +96,34 @@ class Judge:
         meta = json.loads((folder / "judge.json").read_text(encoding="utf-8")) if (folder / "judge.json").is_file() \
             else {}
         self.max_length = int(meta.get("max_length", 160))
-        self.session = onnx_embed.make_session(model, threads)
+        self.session = onnx_embed.make_session(model, 1)
         self.tokenizer = onnx_embed.load_tokenizer(folder, self.max_length)
         self._pad = onnx_embed._pad
         self.inputs = [i.name for i in self.session.get_inputs()]
+        workers = threads or onnx_embed.default_threads()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge") if workers > 1 else None
 
-    def logits(self, first: str, seconds: list[str], batch_size: int = 32) -> np.ndarray:
-        """Raw (n, 4) logits for (first, each of seconds), batched by length."""
+    def logits(self, first: str, seconds: list[str], batch_size: int | None = None) -> np.ndarray:
+        """Raw (n, 4) logits for (first, each of seconds): `batch_size` pairs a run (batched by length when more
+        than one), the runs spread over the shared pool."""
         if not seconds:
             return np.zeros((0, 4), dtype=np.float32)
         encodings = self.tokenizer.encode_batch([(first, s) for s in seconds])
         order = sorted(range(len(seconds)), key=lambda i: len(encodings[i].ids))
-        out = np.zeros((len(seconds), 4), dtype=np.float32)
-        for b in range(0, len(order), batch_size):
-            idx = order[b:b + batch_size]
+        size = batch_size or BATCH
+        groups = [order[b:b + size] for b in range(0, len(order), size)]
+
+        def run(idx: list[int]) -> tuple[list[int], np.ndarray]:
             batch = self._pad([encodings[i] for i in idx], 0)
-            out[idx] = self.session.run(["logits"], {n: batch[n] for n in self.inputs})[0]
+            return idx, self.session.run(["logits"], {n: batch[n] for n in self.inputs})[0]
+
+        out = np.zeros((len(seconds), 4), dtype=np.float32)
+        for idx, logits in (self._pool.map(run, groups) if self._pool is not None and len(groups) > 1
+                            else map(run, groups)):
+            out[idx] = logits
         return out
 
-    def judge(self, first: str, seconds: list[str], batch_size: int = 32) -> list[Judgement]:
+    def judge(self, first: str, seconds: list[str], batch_size: int | None = None) -> list[Judgement]:
         """A Judgement of each sentence in `seconds` against the question or claim `first`."""
         logits = self.logits(first, seconds, batch_size)
         answers = 1 / (1 + np.exp(-logits[:, 0]))
