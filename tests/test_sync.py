@@ -317,3 +317,41 @@ def test_a_reader_past_the_file_timeout_is_abandoned_and_the_batch_goes_on(
     assert f"failed: {folder / 'stuck.slow'}: took longer than 0.5 s" in out.err
     assert "added 4" in out.out  # the three notes, and the record the slow reader gave before it got stuck
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_questions_are_answered_while_an_upload_embeds(tmp_path: Path) -> None:
+    """Issue 16: sync_vectors holds the index's lock only to compare ids and read each batch, so searches run while
+    it embeds (before, every question waited for the whole embedding), and the FAISS index is never searched while it
+    changes (Vectors' own lock). Every hit is a chunk of the store, during the sync and after it; the result equals a
+    clean index."""
+    import threading
+
+    from exorag.ask.retrieve import search
+
+    records = corpus_records()
+    index = open_index(tmp_path / "idx")
+    ingest_paths(index, [write_jsonl(tmp_path / "first.jsonl", records[:40])], progress=False)
+    ingest_paths(index, [write_jsonl(tmp_path / "more.jsonl", records[40:200])], progress=False, embed=False)
+    errors: list[BaseException] = []
+
+    def upload() -> None:
+        try:
+            from exorag.index.index import sync_vectors
+
+            sync_vectors(index, progress=False, batch_size=8)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    worker = threading.Thread(target=upload)
+    worker.start()
+    during = 0
+    while worker.is_alive():
+        hits = search(index, "exosomal microRNA in plasma as a cancer biomarker", k=5)
+        assert hits and all(index.get_chunks([h.chunk.id]) for h in hits)
+        during += worker.is_alive()
+    worker.join()
+    assert not errors, errors
+    assert during >= 2, during  # searches finished while the embedding went on
+    result = check(index)
+    assert result["consistent"] and result["vectors"] == result["chunks"]
+    index.close()

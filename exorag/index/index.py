@@ -117,6 +117,7 @@ class Index:
     _write_depth: int = field(default=0, repr=False)
     _write_fd: int | None = field(default=None, repr=False)
     _fts_probed: bool = field(default=False, repr=False)
+    _sync_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one sync_vectors at a time
 
     # documents and chunks
     put_document = _locked(store.put_document)
@@ -243,21 +244,27 @@ def chunk_id_array(conn: sqlite3.Connection) -> np.ndarray:
 
 def sync_vectors(index: Index, batch_size: int = 64, progress: bool = True, save_every_s: float = 30.0,
                  bar: Any = None) -> dict[str, int]:
-    """Embed chunks that have no vector, drop vectors of deleted chunks; save atomically as it goes. Holds the
-    index's lock throughout (a search waits rather than see half-synced vectors).
+    """Embed chunks that have no vector, drop vectors of deleted chunks; save atomically as it goes.
+
+    Questions go on meanwhile: the index's lock is held only to compare the ids (and drop the stale vectors, first)
+    and to read each batch of chunks; the embedding runs without it, and each batch's vectors go in under the
+    vectors' own lock. A search during a sync therefore sees the stale vectors already gone and the new document's
+    vectors arriving batch by batch (its chunks are in the store, so the lexical side finds them all along), never a
+    vector whose chunk is gone. Syncs of one Index run one at a time (`_sync_lock`).
 
     Memory: the id lists are int64 arrays and chunks are read `batch_size * 4` at a time. `bar`: a tqdm bar to
     carry on (exorag.index.embed_thread's), whose total becomes what it has counted plus what is missing now.
     """
-    with index._lock:
+    with index._sync_lock:
         return _sync_vectors(index, batch_size, progress, save_every_s, bar)
 
 
 def _sync_vectors(index: Index, batch_size: int, progress: bool, save_every_s: float, bar: Any) -> dict[str, int]:
-    vectors = index.vectors
-    have = np.unique(vectors.ids())
-    want = chunk_id_array(index._conn)
-    removed = vectors.remove(have[~np.isin(have, want, assume_unique=True)])
+    with index._lock:
+        vectors = index.vectors
+        have = np.unique(vectors.ids())
+        want = chunk_id_array(index._conn)
+        removed = vectors.remove(have[~np.isin(have, want, assume_unique=True)])
     missing = want[~np.isin(want, have, assume_unique=True)].tolist()
     del have, want
     added = 0
@@ -271,7 +278,7 @@ def _sync_vectors(index: Index, batch_size: int, progress: bool, save_every_s: f
     try:
         step = batch_size * 4
         for start in range(0, len(missing), step):
-            done = embed_batch(index, index._conn, missing[start : start + step], batch_size)
+            done = embed_batch(index, index._conn, missing[start : start + step], batch_size, lock=index._lock)
             added += done
             bar.update(done)
             if time.monotonic() - last_save > save_every_s:
@@ -284,10 +291,13 @@ def _sync_vectors(index: Index, batch_size: int, progress: bool, save_every_s: f
     return {"added": added, "removed": removed, "total": vectors.size}
 
 
-def embed_batch(index: Index, conn: sqlite3.Connection, ids: list[int], batch_size: int = 64) -> int:
-    """Embed the chunks `ids` (read through `conn`; ids without a chunk are skipped) and add their vectors in
-    memory; how many were added. The one embedding step of sync_vectors and of ingest's EmbedThread."""
-    rows = list(store.iter_chunks(conn, ids))
+def embed_batch(index: Index, conn: sqlite3.Connection, ids: list[int], batch_size: int = 64,
+                lock: Any = None) -> int:
+    """Embed the chunks `ids` (read through `conn`, under `lock` when the connection is shared; ids without a chunk
+    are skipped) and add their vectors in memory; how many were added. The one embedding step of sync_vectors and of
+    ingest's EmbedThread. The embedding itself runs without any lock."""
+    with lock if lock is not None else contextlib.nullcontext():
+        rows = list(store.iter_chunks(conn, ids))
     if not rows:
         return 0
     texts = [embed.passage_text(title, chunk.text) for chunk, title in rows]

@@ -13,7 +13,8 @@ again but cap recall@10 near 0.98-0.99 even when every list is searched. The IVF
 vectors) work on both kinds. When an IVF has grown to 4x the size it was trained for, it is retrained from its own
 decoded vectors. An index never migrates back below the threshold.
 Saving writes a temporary file beside the target and renames it over, so a crash never leaves
-a torn index. Single queries run on one thread (faster than two on this class of machine).
+a torn index. A lock in each Vectors makes searches, adds, removals and saves from several threads safe (FAISS is
+not safe to search while it changes). Single queries run on one thread (faster than two on this class of machine).
 Deliberately left out: HNSW (no deletions in FAISS), product quantisation (lossier than the 8-bit codes, which
 already cost recall, and no float32 copy is kept to re-rank from), GPUs and on-disk inverted lists.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -129,6 +131,9 @@ class Vectors:
     nprobe: int | None = None  # lists an IVF search visits; None: default_nprobe(nlist)
     trained_for: int = 0  # vectors the IVF was trained on (0 for flat)
     dirty: bool = False  # changed in memory since loaded or saved (add, remove, rebuild)
+    # FAISS indexes are not safe to search while they are changed: every method below holds this lock (a search
+    # takes milliseconds; embedding, the slow part of adding, happens before `add` is called)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
     def size(self) -> int:
@@ -139,33 +144,41 @@ class Vectors:
         return kind_of(self.index)
 
     def ids(self) -> np.ndarray:
-        return all_ids(self.index)
+        with self._lock:
+            return all_ids(self.index)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise IndexMismatch(f"vectors of dimension {vectors.shape[-1]} cannot go into an index of dimension {self.dim}")
-        self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
-        self.dirty = True
-        if self.kind == "flat" and self.size > self.threshold:
-            self.rebuild()
-        elif self.kind == "ivf-fp16" and self.size > RETRAIN_GROWTH * max(1, self.trained_for):
-            self.rebuild()
+        with self._lock:
+            self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+            self.dirty = True
+            if self.kind == "flat" and self.size > self.threshold:
+                self.rebuild()
+            elif self.kind == "ivf-fp16" and self.size > RETRAIN_GROWTH * max(1, self.trained_for):
+                self.rebuild()
 
     def rebuild(self) -> None:
         """Train a fresh IVF-fp16 on the vectors held now (reconstructed from the current index) and switch to it."""
-        ids, vecs = all_vectors(self.index)
-        self.index = build_ivf(ids, vecs)
-        self.trained_for = len(ids)
+        with self._lock:
+            ids, vecs = all_vectors(self.index)
+            self.index = build_ivf(ids, vecs)
+            self.trained_for = len(ids)
 
     def remove(self, ids: np.ndarray) -> int:
         if len(ids) == 0:
             return 0
-        removed = int(self.index.remove_ids(np.asarray(ids, dtype=np.int64)))
-        self.dirty = self.dirty or removed > 0
+        with self._lock:
+            removed = int(self.index.remove_ids(np.asarray(ids, dtype=np.int64)))
+            self.dirty = self.dirty or removed > 0
         return removed
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
         """Top-k (chunk id, cosine) for one normalised query vector, among the `allowed` ids when given."""
+        with self._lock:
+            return self._search(query, k, allowed)
+
+    def _search(self, query: np.ndarray, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
         if self.size == 0 or k <= 0 or (allowed is not None and len(allowed) == 0):
             return []
         faiss.omp_set_num_threads(1)
@@ -199,15 +212,16 @@ class Vectors:
     def save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         target = self.folder / VECTORS_FILE
-        try:
-            replace_atomically(target, lambda tmp: faiss.write_index(self.index, str(tmp)))
-        except (RuntimeError, OSError) as exc:  # e.g. a full disk: the old file stays, the temporary one is gone
-            raise ExoragError(f"cannot write {target} ({str(exc).splitlines()[0] if str(exc) else exc}); "
-                              "the previous vectors are kept; free some space and run the command again") from exc
-        self.stamp = target.stat().st_mtime_ns
-        self.dirty = False
-        _write_json(self.folder / META_FILE, {"model": self.model, "dim": self.dim, "metric": "cosine",
-                                              **self.describe(), "vectors": self.size})
+        with self._lock:
+            try:
+                replace_atomically(target, lambda tmp: faiss.write_index(self.index, str(tmp)))
+            except (RuntimeError, OSError) as exc:  # e.g. a full disk: the old file stays, the temporary one is gone
+                raise ExoragError(f"cannot write {target} ({str(exc).splitlines()[0] if str(exc) else exc}); "
+                                  "the previous vectors are kept; free some space and run the command again") from exc
+            self.stamp = target.stat().st_mtime_ns
+            self.dirty = False
+            _write_json(self.folder / META_FILE, {"model": self.model, "dim": self.dim, "metric": "cosine",
+                                                  **self.describe(), "vectors": self.size})
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
