@@ -227,7 +227,8 @@ def _embed(root: Path, shards: int, settings: Settings, workers: int | None, cpu
                 report.parts += int((batch["chunks"] > 0).sum())
                 nodes.update(str(n) for n in batch["node"])
                 for i in range(len(batch["chunks"])) if on_part is not None else ():
-                    on_part({key: batch[key][i].item() for key in ("shard", "chunks", "node", "pid")})
+                    on_part({key: getattr(batch[key][i], "item", lambda v=batch[key][i]: v)()
+                             for key in ("shard", "chunks", "node", "pid")})
         except ray.exceptions.RayError as exc:
             raise ClusterError(f"embedding failed on the cluster: {str(exc).splitlines()[-1]}; what was embedded "
                                "is kept: run the same command again") from exc
