@@ -4,8 +4,10 @@ vectors per shard (flat, or IVF with one quantiser for all shards), optionally m
 Stages, each resumable, each finishing before the next starts (the driver only schedules and counts):
 1. Store: one Ray task per shard (exorag.cluster.workers.store_shard) reads every input file and stores the
    documents whose id hashes to it (layout.shard_of_document) through the ordinary ingest, holding that shard's
-   write lock, so each store has exactly one writer. Parsing runs on every shard task (it is cheap next to
-   embedding, ~3%); chunking, tagging and storing are split N ways, and no document crosses the network.
+   write lock, so each store has exactly one writer. Parsing runs on every shard task (cheap next to embedding,
+   ~3% on one machine); chunking, tagging and storing are split N ways, and no document crosses the network. The
+   price: this stage never gets shorter than one core reading every record (0.62 ms a demo record: ~6.4 h for
+   37M); reading each file once and routing documents to one writer actor per shard is the next step (not built).
    Unchanged documents are skipped by content hash, so a rerun stores nothing twice.
 2. Embed: each shard lists its chunks with neither a vector nor a part (plan_shard, a task per shard); the parts
    go through `ray.data.from_items(...).map_batches(EmbedParts, concurrency=workers, num_cpus=...)`: an actor pool
@@ -41,17 +43,13 @@ from tqdm import tqdm
 
 from exorag.cluster.layout import Layout, is_cluster, read_layout, shard_folder, write_layout
 from exorag.cluster.parts import PART_SIZE
-from exorag.errors import ExoragError
+from exorag.errors import ClusterError, ExoragError
 from exorag.settings import Settings, current
 
 TRAINED_FILE = "trained.faiss"
 MERGED_FILE = "merged.faiss"
 MERGED_DATA = "merged.ivfdata"
 SEED = 0
-
-
-class ClusterError(ExoragError):
-    """The Ray cluster cannot be reached, ray is not installed, or a build step failed on it."""
 
 
 @dataclass
@@ -116,11 +114,12 @@ def _gather(refs: list[Any], bar: tqdm | None = None) -> list[Any]:
         done, pending = ray.wait(pending, num_returns=1)
         try:
             results[done[0]] = ray.get(done[0])
-        except ray.exceptions.RayTaskError as exc:
-            cause = exc.cause if isinstance(getattr(exc, "cause", None), ExoragError) else None
-            if cause is not None:
+        except ray.exceptions.RayError as exc:  # a task's own error, or its worker lost past its retries
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, ExoragError):
                 raise cause from None
-            raise ClusterError(f"a build task failed: {str(exc).splitlines()[-1] if str(exc) else exc}") from exc
+            raise ClusterError(f"a build task failed: {str(exc).splitlines()[-1] if str(exc) else exc}; what was "
+                               "done is kept: run the same command again") from exc
         if bar is not None:
             bar.update(1)
     return [results[r] for r in refs]
@@ -143,11 +142,13 @@ def _check_layout(root: Path, shards: int, model: str) -> Layout:
 
 def build(root: Path, paths: Iterable[Path], address: str, shards: int, *, ivf: bool = False, merge: bool = False,
           workers: int | None = None, cpus_per_worker: float = 1.0, part_size: int = PART_SIZE,
-          progress: bool = True, on_part: Callable[[dict[str, Any]], None] | None = None) -> BuildReport:
+          progress: bool = True, on_part: Callable[[dict[str, Any]], None] | None = None,
+          nlist: int | None = None) -> BuildReport:
     """Build (or bring up to date) the sharded index in `root` from `paths` on the Ray cluster at `address`.
 
     `on_part`: called in the driver for each part embedded, with {"shard", "chunks", "node", "pid"} (the Ray node
-    id and process id of the actor that embedded it)."""
+    id and process id of the actor that embedded it). `nlist`: inverted lists of the IVF (default
+    vectors.nlist_for(chunks), which gives a single list below 78 chunks)."""
     from exorag.index import embed
 
     if shards < 1:
@@ -165,7 +166,7 @@ def build(root: Path, paths: Iterable[Path], address: str, shards: int, *, ivf: 
     try:
         _store(root, paths, shards, settings, threads, report, progress)
         plans = _embed(root, shards, settings, workers, cpus_per_worker, part_size, report, progress, on_part)
-        _vectors(root, shards, settings, plans, ivf or merge, merge, layout, report, progress)
+        _vectors(root, shards, settings, plans, ivf or merge, merge, layout, report, progress, nlist)
     finally:
         if joined:
             _ray().shutdown()
@@ -238,7 +239,7 @@ def _embed(root: Path, shards: int, settings: Settings, workers: int | None, cpu
 
 
 def _vectors(root: Path, shards: int, settings: Settings, plans: list[dict[str, Any]], ivf: bool, merge: bool, layout: Layout,
-             report: BuildReport, progress: bool) -> None:
+             report: BuildReport, progress: bool, nlist: int | None = None) -> None:
     import faiss
 
     from exorag.cluster.workers import sample_shard, shard_vectors
@@ -264,7 +265,7 @@ def _vectors(root: Path, shards: int, settings: Settings, plans: list[dict[str, 
         counts = [math.ceil(sample * p["chunks"] / max(total, 1)) for p in plans]
         parts = _gather([_remote(sample_shard, 1).remote(root, s, counts[s], SEED, settings) for s in range(shards)])
         train = np.vstack([p for p in parts if p.size]).astype(np.float32)
-        quantiser = faiss.index_factory(dim, f"IVF{nlist_for(total)},SQfp16", faiss.METRIC_INNER_PRODUCT)
+        quantiser = faiss.index_factory(dim, f"IVF{nlist or nlist_for(total)},SQfp16", faiss.METRIC_INNER_PRODUCT)
         quantiser.train(train)
         faiss.write_index(quantiser, str(root / TRAINED_FILE))
         trained, trained_for = faiss.serialize_index(quantiser), total
