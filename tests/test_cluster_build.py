@@ -258,3 +258,29 @@ def _assert_same_build(root: Path, reference: Path) -> None:
         have, ref = _vectors_by_chunk(got), _vectors_by_chunk(want)
         assert sorted(have) == ids
         assert max(float(np.abs(have[c] - ref[c]).max()) for c in ids) < 1e-5
+
+
+def test_parts_group_chunks_by_window_of_ids() -> None:
+    from exorag.cluster.layout import first_chunk_id
+    from exorag.cluster.parts import plan
+
+    base = first_chunk_id(3)
+    groups = plan(np.array([base + 9, base + 1, base + 8, base + 17, base + 2], dtype=np.int64), base, part_size=8)
+    assert [g.tolist() for g in groups] == [[base + 1, base + 2, base + 8], [base + 9], [base + 17]]
+    assert plan(np.zeros(0, np.int64), base) == []
+
+
+def test_a_rerun_with_another_shard_count_or_a_foreign_folder_is_refused(corpus: Path, tmp_path: Path) -> None:
+    """Checked before the cluster is joined (the address here leads nowhere)."""
+    from exorag.cluster.build import build
+    from exorag.cluster.layout import Layout, write_layout
+    from exorag.errors import ExoragError
+    from exorag.index.embed import DEFAULT_MODEL
+
+    write_layout(tmp_path / "built", Layout(shards=2, model=DEFAULT_MODEL))
+    with pytest.raises(ExoragError, match="--shards 2"):
+        build(tmp_path / "built", [corpus], "127.0.0.1:1", 3, progress=False)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ExoragError, match="not empty"):
+        build(tmp_path / "other", [corpus], "127.0.0.1:1", 2, progress=False)
