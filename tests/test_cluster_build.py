@@ -284,3 +284,14 @@ def test_a_rerun_with_another_shard_count_or_a_foreign_folder_is_refused(corpus:
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(ExoragError, match="not empty"):
         build(tmp_path / "other", [corpus], "127.0.0.1:1", 2, progress=False)
+
+
+def test_an_address_where_no_cluster_listens_is_a_clear_error_at_once(corpus: Path, tmp_path: Path) -> None:
+    from tests.ray_cluster import free_port
+
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "exorag.cli", "cluster", "build", "--address", f"127.0.0.1:{free_port()}",
+                           "--shards", "2", "--index", str(tmp_path / "x"), "-q", str(corpus)],
+                          cwd=REPO, env={**os.environ, **RAY_ENV}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "no Ray cluster answers" in done.stderr
+    assert time.monotonic() - started < 30

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -92,6 +93,12 @@ def connect(address: str) -> bool:
     ray = _ray()
     if ray.is_initialized():
         return False
+    host, _, port = address.rpartition(":")
+    try:  # Ray itself keeps retrying an address where nothing listens for minutes
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except (OSError, ValueError) as exc:
+        raise ClusterError(f"no Ray cluster answers at {address!r} ({exc}); start one with `ray start --head` and "
+                           "pass the HOST:PORT it prints") from None
     try:
         ray.init(address=address, runtime_env={"env_vars": {"PYTHONPATH": package_path()}},
                  logging_level=logging.WARNING, log_to_driver=False)
