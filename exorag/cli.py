@@ -1,4 +1,5 @@
-"""The `exorag` command: ingest, sync, remove, search, ask, cite, table, show, stats, check, demo, serve, fetch.
+"""The `exorag` command: ingest, sync, remove, search, ask, cite, table, show, stats, check, demo, serve, fetch,
+cluster build.
 
 The only module that turns library errors (ExoragError) into short messages and exit codes: 0 success,
 1 a handled error (or an ingest that ingested nothing), 2 usage, 130 interrupted. Every command takes
@@ -357,6 +358,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cluster_build(args: argparse.Namespace) -> int:
+    from exorag.cluster.build import build
+
+    report = build(current().index.folder, [Path(p) for p in args.paths], args.address, args.shards, ivf=args.ivf,
+                   merge=args.merge, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+                   part_size=args.part_size, progress=not args.quiet)
+    for problem in report.failed + report.skipped:
+        print(f"failed: {problem}", file=sys.stderr)
+    if args.json:
+        _print_json(report.as_dict())
+    else:
+        d = report.documents
+        print(f"built {report.shards} shards in {report.root}: documents added {d['added']}, updated {d['updated']}, "
+              f"unchanged {d['unchanged']}; {report.chunks} chunks, {report.embedded} embedded now on "
+              f"{len(report.nodes)} nodes; {report.vectors} vectors ({report.kind}"
+              f"{', merged on disk' if report.merged else ''}); failed {len(report.failed)}")
+    return 0 if report.chunks else 1
+
+
 def _fetch_line(label: str, report: FetchReport) -> str:
     if report.path is None:
         return f"{label}: {report.note or 'nothing written'}"
@@ -604,6 +624,31 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("pubmed", "europepmc", "ids", "default"):
         fetch_sub.choices[name].set_defaults(func=cmd_fetch)
 
+    p = sub.add_parser("cluster", help="build a sharded index on a Ray cluster (the [cluster] extra)")
+    cluster_sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = cluster_sub.add_parser("build", parents=[common, as_json],
+                               help="read, chunk and store into N shards, embed on a Ray Data actor pool, write vectors")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="files or folders, as for `ingest` (every node must see them, and the --index folder)")
+    p.add_argument("--address", required=True, metavar="ADDR", help="the Ray cluster's address (host:port of its head)")
+    p.add_argument("--shards", type=int, required=True, metavar="N",
+                   help="number of shards (fixed once built: a rerun must give the same N)")
+    p.add_argument("--ivf", action="store_true",
+                   help="IVF-fp16 vectors with one quantiser for all shards (default: exact while the corpus holds at "
+                        "most $EXORAG_APPROX_THRESHOLD chunks, 200,000)")
+    p.add_argument("--merge", action="store_true",
+                   help="also merge the shards' inverted lists on disk into one index (merged.faiss; implies --ivf)")
+    p.add_argument("--workers", type=int, metavar="N", help="embedding actors (default: the cluster's CPUs / cpus per worker)")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0, metavar="C",
+                   help="CPUs each embedding actor takes (and ONNX threads it runs; default 1)")
+    p.add_argument("--part-size", type=int, default=256, metavar="N",
+                   help="chunks per embedding part, the unit a rerun skips once written (default 256)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_cluster_build)
+    cluster_sub.choices["build"].formatter_class = argparse.RawDescriptionHelpFormatter
+    cluster_sub.choices["build"].epilog = ("example:\n  exorag cluster build --address 127.0.0.1:6379 --shards 4 "
+                                           "--index sharded corpus/")
+
     p = sub.add_parser("serve", parents=[common], help="the browser chat")
     p.add_argument("--host", help=f"address to bind (default {ServeSettings.host}: this machine only)")
     p.add_argument("--port", type=int, help=f"port to listen on (default {ServeSettings.port})")
@@ -635,6 +680,7 @@ EXAMPLES = {
     "eval": "exorag eval beir ../shared/data/scifact/beir_format --split train",
     "fetch": 'exorag fetch pubmed "exosome AND PD-L1" --max 100',
     "serve": "exorag serve --port 7860   (then open http://127.0.0.1:7860)",
+    "cluster": "exorag cluster build --address 127.0.0.1:6379 --shards 4 --index sharded corpus/",
 }
 FETCH_EXAMPLES = {
     "pubmed": 'exorag fetch pubmed "exosome AND PD-L1" --since 2019 --max 100',

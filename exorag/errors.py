@@ -86,3 +86,7 @@ class LLMError(ExoragError):
 
 class NotACluster(ExoragError):
     """A folder holds no sharded index (no cluster.json), or a cluster.json this version cannot read."""
+
+
+class ClusterError(ExoragError):
+    """The Ray cluster cannot be joined, ray (the [cluster] extra) is not installed, or a build step failed on it."""

@@ -153,12 +153,14 @@ def ingest_paths(
     embed: bool = True,
     file_timeout: float | None = FILE_TIMEOUT_S,
     overlap: bool | None = None,
+    keep: Callable[[Document], bool] | None = None,
 ) -> IngestReport:
     """Read every supported file under `paths` into the index; report what happened.
 
     `file_timeout`: seconds a reader may spend on one file (None or 0: no limit). `embed`: sync the vectors at the
     end. `overlap`: embed in a thread while parsing goes on (default: `$EXORAG_OVERLAP` == "1", i.e. off; the
-    module docstring says why).
+    module docstring says why). `keep`: only documents for which it is true are stored (the others are read and
+    passed over, not counted): a shard of a cluster build keeps its own (exorag.cluster.workers).
     """
     report = IngestReport()
     count_tokens = index.embedder.count_tokens
@@ -189,6 +191,8 @@ def ingest_paths(
                         bar.update(1)
                         if isinstance(item, ParseError):
                             note(item, report.failed)
+                            continue
+                        if keep is not None and not keep(item):
                             continue
                         report.seen.add(item.id)
                         chunks = _step(clock, chunk_document, item, count_tokens, CHUNK_TOKENS)

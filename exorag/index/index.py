@@ -242,6 +242,12 @@ def chunk_id_array(conn: sqlite3.Connection) -> np.ndarray:
     return np.fromiter(store.iter_chunk_ids(conn), dtype=np.int64, count=store.chunk_count(conn))
 
 
+def live_chunk_ids(index: Index) -> np.ndarray:
+    """Every chunk id of the index, ascending, as int64 (chunk_id_array under the index's lock)."""
+    with index._lock:
+        return chunk_id_array(index._conn)
+
+
 def sync_vectors(index: Index, batch_size: int = 64, progress: bool = True, save_every_s: float = 30.0,
                  bar: Any = None) -> dict[str, int]:
     """Embed chunks that have no vector, drop vectors of deleted chunks; save atomically as it goes.

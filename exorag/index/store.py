@@ -111,6 +111,19 @@ def connect(folder: Path, derive: Callable[[Document], Derived] | None = None,
     return conn
 
 
+def connect_readonly(folder: Path) -> sqlite3.Connection:
+    """A read-only connection to an existing store (no schema, migration or FTS work): for processes that only
+    read chunks while another process may be the store's writer (the cluster build's embedding actors)."""
+    path = folder / STORE_FILE
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("SELECT 1 FROM chunks LIMIT 1").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: not a readable exorag store ({exc})") from exc
+    return conn
+
+
 def _meta(conn: sqlite3.Connection) -> dict[str, str]:
     return {r[0]: r[1] for r in conn.execute("SELECT key, value FROM store_meta")}
 

@@ -1,0 +1,216 @@
+"""The work a cluster build sends to Ray workers, as plain functions and one class (exorag.cluster.build wraps them
+with `ray.remote`; nothing here imports ray at module level).
+
+- `store_shard`: read every input file and store this shard's documents (chosen by layout.shard_of_document),
+  through the one ingest (exorag.build.ingest.ingest_paths with `keep`, embed=False) into the shard's own store,
+  whose chunk ids start at layout.first_chunk_id(shard). It holds the shard's write lock (Index.writing), so each
+  shard store has one writer at a time; a killed task leaves whole documents (one transaction each) and its lock
+  dies with its process.
+- `plan_shard`: the chunks of the shard that have neither a vector nor an embedding part, grouped into parts.
+- `EmbedParts`: the Ray Data actor: one warm embedder (the index's own backend, int8 ONNX for the bundled model)
+  per actor; each call embeds whole parts, read from the shard store through a read-only connection, and writes
+  them atomically (exorag.cluster.parts). Ray restarts a killed actor and retries its call.
+- `sample_shard`: a seeded sample of the shard's vectors, for training the one IVF quantiser.
+- `shard_vectors`: the shard's vectors.faiss from its old vectors and its parts, into a flat index or a copy of
+  the trained empty IVF; each live chunk exactly once, vectors of deleted chunks dropped; then the parts go.
+Deliberately left out: scheduling, progress and merging (build.py), and the storage itself (every node must see
+ROOT, e.g. one machine or a shared file system).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from exorag.cluster.layout import first_chunk_id, shard_folder, shard_of_document
+from exorag.cluster.parts import iter_parts, part_ids, plan, remove_parts, write_part
+from exorag.errors import ExoragError, IndexBusy
+from exorag.settings import Settings, configure
+
+T = TypeVar("T")
+LOCK_WAIT_S = 120.0  # how long a task waits for a shard's write lock (a killed run's worker may still hold it)
+
+
+def _when_free(step: Callable[[], T], wait_s: float = LOCK_WAIT_S) -> T:
+    """`step()`, retried while another process holds the shard's write lock (IndexBusy), for at most `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return step()
+        except IndexBusy:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _node() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
+
+
+def store_shard(root: Path, shard: int, shards: int, paths: list[Path], settings: Settings) -> dict[str, Any]:
+    """Store shard `shard`'s documents of `paths`; what happened (counts, problems of shard 0 only, node)."""
+    from exorag.build.ingest import ingest_paths
+    from exorag.index.index import open_index
+
+    configure(settings)
+    index = open_index(shard_folder(root, shard), settings.index.model)
+    try:
+        index.seed_chunk_ids(first_chunk_id(shard))
+        report = _when_free(lambda: ingest_paths(
+            index, paths, progress=False, embed=False, overlap=False,
+            file_timeout=settings.build.file_timeout_s or None,
+            keep=lambda doc: shard_of_document(doc.id, shards) == shard))
+        chunks = index.chunk_count()
+    finally:
+        index.close()
+    return {"shard": shard, "added": report.added, "updated": report.updated, "unchanged": report.unchanged,
+            "files": report.files, "chunks": chunks, "node": _node(),
+            # every shard reads every file and meets the same problems: shard 0 reports them
+            "failed": [str(p) for p in report.failed] if shard == 0 else [],
+            "skipped": [str(p) for p in report.skipped] if shard == 0 else []}
+
+
+def _faiss_ids(folder: Path) -> tuple[np.ndarray, str | None]:
+    """The ids in the shard's vectors.faiss (memory-mapped, not loaded) and its kind; none when there is no file."""
+    import faiss
+
+    from exorag.index.vectors import VECTORS_FILE, all_ids, kind_of
+
+    path = folder / VECTORS_FILE
+    if not path.exists():
+        return np.zeros(0, np.int64), None
+    index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+    return np.unique(all_ids(index)), kind_of(index)
+
+
+def _live(folder: Path, settings: Settings) -> np.ndarray:
+    from exorag.index.index import live_chunk_ids, open_index
+
+    index = open_index(folder, settings.index.model)
+    try:
+        return live_chunk_ids(index)
+    finally:
+        index.close()
+
+
+def plan_shard(root: Path, shard: int, settings: Settings, part_size: int) -> dict[str, Any]:
+    """The shard's chunk count, its parts to embed (id arrays), stale vectors, parts on disk and vector kind."""
+    configure(settings)
+    folder = shard_folder(root, shard)
+    live = _live(folder, settings)
+    have, kind = _faiss_ids(folder)
+    done = np.union1d(have, part_ids(folder))
+    missing = live[~np.isin(live, done, assume_unique=True)]
+    return {"shard": shard, "chunks": len(live), "todo": plan(missing, first_chunk_id(shard), part_size),
+            "stale": int((~np.isin(have, live, assume_unique=True)).sum()), "vectors": len(have),
+            "parts": int(np.isin(part_ids(folder), live).sum()), "kind": kind}
+
+
+class EmbedParts:
+    """A Ray Data actor: embeds parts (rows {"shard", "ids": int64 bytes}) and writes them beside the shard store."""
+
+    def __init__(self, root: str, settings: Settings) -> None:
+        from exorag.index import embed
+
+        configure(settings)
+        self.root = Path(root)
+        self.embedder = embed.load(settings.index.model)  # warm for every call of this actor
+        self.node = _node()
+        self.conns: dict[int, Any] = {}
+
+    def _conn(self, shard: int) -> Any:
+        from exorag.index import store
+
+        if shard not in self.conns:
+            self.conns[shard] = store.connect_readonly(shard_folder(self.root, shard))
+        return self.conns[shard]
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from exorag.index import embed, store
+
+        out: dict[str, list[Any]] = {"shard": [], "chunks": [], "node": [], "pid": []}
+        for shard, raw in zip(batch["shard"], batch["ids"]):
+            shard = int(shard)
+            ids = np.frombuffer(bytes(raw), dtype=np.int64).tolist()
+            rows = list(store.iter_chunks(self._conn(shard), ids))
+            if rows:
+                texts = [embed.passage_text(title, chunk.text) for chunk, title in rows]
+                vectors = self.embedder.encode(texts, batch_size=32)
+                write_part(shard_folder(self.root, shard), np.array([c.id for c, _ in rows], np.int64), vectors)
+            for key, value in (("shard", shard), ("chunks", len(rows)), ("node", self.node), ("pid", os.getpid())):
+                out[key].append(value)
+        return {key: np.array(values) for key, values in out.items()}
+
+
+def sample_shard(root: Path, shard: int, count: int, seed: int, settings: Settings) -> np.ndarray:
+    """`count` vectors of the shard's live chunks chosen by a seeded generator (from vectors.faiss and parts)."""
+    configure(settings)
+    folder = shard_folder(root, shard)
+    live = _live(folder, settings)
+    if count <= 0 or not len(live):
+        return np.zeros((0, 0), np.float32)
+    rng = np.random.default_rng([seed, shard])
+    chosen = live if count >= len(live) else np.sort(rng.choice(live, count, replace=False))
+    found: dict[int, np.ndarray] = {}
+    for ids, vectors in _old_and_parts(folder):
+        for i in np.flatnonzero(np.isin(ids, chosen)):
+            found.setdefault(int(ids[i]), vectors[i])
+    return np.vstack([found[i] for i in sorted(found)]).astype(np.float32) if found else np.zeros((0, 0), np.float32)
+
+
+def _old_and_parts(folder: Path):  # type: ignore[no-untyped-def]
+    """(ids, vectors) of the shard's existing vectors.faiss (decoded), then of each part."""
+    import faiss
+
+    from exorag.index.vectors import VECTORS_FILE, all_vectors
+
+    if (folder / VECTORS_FILE).exists():
+        yield all_vectors(faiss.read_index(str(folder / VECTORS_FILE)))
+    yield from iter_parts(folder)
+
+
+def shard_vectors(root: Path, shard: int, settings: Settings, dim: int, trained: np.ndarray | None,
+                  trained_for: int) -> dict[str, Any]:
+    """Write the shard's vectors.faiss (flat, or the trained IVF `trained` serialised) from its old vectors and
+    parts; every live chunk exactly once. Raises ExoragError when a live chunk has no vector."""
+    from exorag.index.index import live_chunk_ids, open_index
+    from exorag.index.vectors import Vectors, new_flat
+
+    configure(settings)
+    folder = shard_folder(root, shard)
+    index = open_index(folder, settings.index.model)
+
+    def write() -> dict[str, Any]:
+        import faiss
+
+        with index.writing():
+            live = live_chunk_ids(index)
+            added = np.zeros(len(live), dtype=bool)
+            target = faiss.deserialize_index(trained) if trained is not None else new_flat(dim)
+            for ids, vectors in _old_and_parts(folder):
+                pos = np.minimum(np.searchsorted(live, ids), max(len(live) - 1, 0))
+                keep = (live[pos] == ids) if len(live) else np.zeros(len(ids), bool)
+                ids, vectors, pos = ids[keep], vectors[keep], pos[keep]
+                pos, first = np.unique(pos, return_index=True)
+                new = ~added[pos]
+                added[pos[new]] = True
+                if new.any():
+                    target.add_with_ids(np.ascontiguousarray(vectors[first][new], dtype=np.float32), live[pos[new]])
+            if not added.all():
+                raise ExoragError(f"{folder}: {int((~added).sum())} chunks have no vector after embedding; "
+                                  "run the build again")
+            Vectors(folder=folder, model=index.model_name, dim=dim, index=target, trained_for=trained_for).save()
+            return {"shard": shard, "vectors": int(target.ntotal), "parts_removed": remove_parts(folder),
+                    "node": _node()}
+
+    try:
+        return _when_free(write)
+    finally:
+        index.close()
