@@ -86,3 +86,12 @@ class LLMError(ExoragError):
 
 class NotACluster(ExoragError):
     """A folder holds no sharded index (no cluster.json), or a cluster.json this version cannot read."""
+
+
+class ReadOnlyIndex(ExoragError):
+    """A write (ingest, sync, remove, an upload in the chat) asked of an index that is served read-only: a sharded
+    index on a Ray cluster, which only `exorag cluster build` writes."""
+
+
+class ShardUnavailable(ExoragError):
+    """A shard of a sharded index cannot answer: its actor died and could not be replaced, or the cluster is gone."""

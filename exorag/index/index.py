@@ -180,6 +180,16 @@ class Index:
                                    f"nothing the chunks hold); `exorag check --repair --index {self.folder}` rebuilds it")
         return found
 
+    def dense_search(self, vector: np.ndarray, k: int, filters: Any = None) -> list[tuple[int, float]]:
+        """Top-k (chunk id, cosine) for a query vector among the chunks that pass `filters` (search_vectors): the
+        one dense-search call of retrieve.py, which a sharded index (exorag/cluster/serve.py) answers by fan-out."""
+        allowed = None
+        if filters is not None and not filters.empty:
+            allowed = np.array(self.allowed_chunk_ids(filters), dtype=np.int64)
+            if len(allowed) == 0:
+                return []
+        return search_vectors(self, vector, k, allowed)
+
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
         """Hold the folder's write lock (WRITE_LOCK, an flock) while a command writes: a second exorag process that
