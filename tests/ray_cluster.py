@@ -8,6 +8,7 @@ session's included). Deliberately left out: anything but loopback, dashboards, G
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -25,11 +26,10 @@ from pathlib import Path
 RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 RAY_START = [sys.executable, "-c", "import sys, ray._private.services as s; s.resolve_ip_for_localhost = lambda h: h; "
              "from ray.scripts.scripts import main; sys.argv[0] = 'ray'; main()", "start"]
-RAY_SKIP = None
-try:
-    import ray  # noqa: F401
-except ImportError:  # the [cluster] extra is not installed
-    RAY_SKIP = "ray is not installed (pip install -e '.[cluster]' brings it; .ci/run installs it)"
+# Not `import ray` here: Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER once, when it is imported, so a driver must set
+# RAY_ENV before its first import of ray.
+RAY_SKIP = None if importlib.util.find_spec("ray") is not None else \
+    "ray is not installed (pip install -e '.[cluster]' brings it; .ci/run installs it)"
 
 
 def free_port() -> int:

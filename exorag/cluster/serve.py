@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import threading
 from collections.abc import Iterable, Iterator
 from functools import cached_property
@@ -53,9 +54,12 @@ def connect(address: str) -> None:
     """Join the Ray cluster at `address` as a driver (once per process; a driver already connected is reused)."""
     cluster_environment(address)
     import ray
+    from ray._private import ray_constants
 
     if ray.is_initialized():
         return
+    if os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0":
+        ray_constants.ENABLE_RAY_CLUSTER = False  # ray was imported before cluster_environment ran: Ray reads it then
     try:
         ray.init(address=address, namespace="exorag", log_to_driver=False, logging_level="WARNING",
                  runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}})
@@ -68,7 +72,9 @@ class ShardedIndex:
     """The read interface of Index over the shards of a sharded index served by actors (see the module docstring)."""
 
     def __init__(self, root: Path, layout: Layout, model_name: str, replicas: int = 1,
-                 settings: Settings | None = None) -> None:
+                 settings: Settings | None = None, actor: type | None = None) -> None:
+        """`actor`: the class each shard actor runs (default ShardActor; bench/cluster_search.py passes one that
+        holds synthetic vectors only), constructed as actor(shard folder, model name, settings)."""
         import ray
 
         from exorag.cluster.shard import ShardActor
@@ -78,7 +84,7 @@ class ShardedIndex:
         self.model_name = model_name
         self.replicas = max(1, int(replicas))
         self._settings = settings or current()
-        self._remote = ray.remote(ShardActor)
+        self._remote = ray.remote(actor or ShardActor)
         self._lock = threading.Lock()
         self._turns = [itertools.count() for _ in range(layout.shards)]
         self.replaced = 0  # replicas started again after they died
