@@ -13,17 +13,20 @@ here, on the merged candidates.
   shard (shard_of_chunk), a document id too (shard_of_document).
 - Dense search is exact on flat shards: each returns its own top k by cosine and the merge keeps the best k, the
   same hits and scores as one index over the same vectors.
-- Lexical search is query-then-fetch with local statistics, as in Elasticsearch's default search type: each shard
-  ranks by FTS5 bm25 with its own IDF and average length, and the merge orders those scores. With documents spread
-  by a hash the statistics are close, so the top ranks mostly agree; tests/test_cluster_serve.py measures how often
-  a hybrid top-k and an answer differ from the single index's.
+- Lexical search scores with the whole index's statistics, as Elasticsearch's dfs_query_then_fetch does: the
+  gateway sums the shards' row and token counts (once) and each phrase's chunk count (per query), and each shard
+  rescores its bm25 candidates with those figures (exorag/cluster/bm25.py), so the scores are the single index's
+  and so are the hybrid ranking and the answers. FTS5's own bm25 on a shard uses that shard's IDF and average
+  length (Elasticsearch's default query_then_fetch): `global_bm25 = False` serves that way, and
+  tests/test_cluster_serve.py measures how much it changes (two shards of the fixture corpus: identical hybrid
+  top 10 for 0 of 16 queries, the same answer for 3 of 6 questions).
 - Replicas: the gateway takes each shard's replicas in turn (round-robin). A replica that died is replaced (a new
   actor on the same shard folder) and the call sent again once; a shard that cannot be brought back raises
   ShardUnavailable naming it.
 - Read-only: `writing()` raises ReadOnlyIndex, so ingest, sync, remove and the chat's uploads and removals are
   refused with a message naming `exorag cluster build`.
 Deliberately left out: writing shards (exorag/cluster/build.py), Ray Serve (plain actors carry the load of a chat;
-HTTP stays with the Gradio app), a merged IVF across shards (layout "merged"), and global bm25 statistics.
+HTTP stays with the Gradio app), and a merged IVF across shards (layout "merged").
 """
 
 from __future__ import annotations
@@ -88,6 +91,8 @@ class ShardedIndex:
         self._lock = threading.Lock()
         self._turns = [itertools.count() for _ in range(layout.shards)]
         self.replaced = 0  # replicas started again after they died
+        self.global_bm25 = True  # False: each shard's own bm25 statistics (measured in tests/test_cluster_serve.py)
+        self._totals: tuple[int, int] | None = None
         self._actors = [[self._start(shard) for _ in range(self.replicas)] for shard in range(layout.shards)]
         for shard, actors in enumerate(self._actors):
             for actor in actors:
@@ -199,7 +204,22 @@ class ShardedIndex:
         return merge.top_k(self._everywhere("dense_search", vector, k, filters), k)
 
     def lexical_search(self, match: str, k: int, filters: Any = None) -> list[tuple[int, float]]:
-        return merge.top_k(self._everywhere("lexical_search", match, k, filters), k)
+        """bm25 top k: with `global_bm25` (the default) each shard rescores its candidates with the statistics of
+        the whole index (the same scores as one index); without, each shard's own bm25 (query-then-fetch)."""
+        if not self.global_bm25:
+            return merge.top_k(self._everywhere("lexical_search", match, k, filters), k)
+        from exorag.cluster import bm25
+
+        phrases, _ = bm25.phrases(match)
+        rows, tokens = self._fts_totals()
+        hits = [sum(h) for h in zip(*self._everywhere("phrase_hits", phrases))]
+        return merge.top_k(self._everywhere("global_lexical_search", match, k, filters, rows, tokens, hits), k)
+
+    def _fts_totals(self) -> tuple[int, int]:
+        if self._totals is None:
+            answers = self._everywhere("fts_totals")
+            self._totals = (sum(r for r, _ in answers), sum(t for _, t in answers))
+        return self._totals
 
     def allowed_chunk_ids(self, filters: Any) -> list[int]:
         return [cid for ids in self._everywhere("allowed_chunk_ids", filters) for cid in ids]

@@ -136,6 +136,9 @@ class Index:
     _fts_answers = _locked(store.fts_answers)
     allowed_chunk_ids = _locked(store.allowed_chunk_ids)
     term_chunk_counts = _locked(store.term_chunk_counts)
+    fts_totals = _locked(store.fts_totals)  # bm25 statistics, for the shards of a sharded index
+    phrase_hits = _locked(store.phrase_hits)
+    phrase_frequencies = _locked(store.phrase_frequencies)
     long_forms = _locked(store.long_forms)
     # tags and what the corpus holds
     document_tags = _locked(store.document_tags)
