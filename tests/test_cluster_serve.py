@@ -249,3 +249,16 @@ def test_a_killed_actor_is_replaced_and_a_lost_shard_is_named(sharded, single, f
             lost.chunk_count()
     finally:
         lost.close()
+
+
+def test_chat_handlers_on_the_cluster(sharded, single, tmp_path):
+    from exorag.web import handlers as h
+
+    assert h.panel_choices(sharded) == h.panel_choices(single)
+    assert h.corpus_overview(sharded) == h.corpus_overview(single)
+    assert h.filter_choices(sharded) == h.filter_choices(single)
+    assert h.find_documents(sharded, "exosomes")[0] == h.find_documents(single, "exosomes")[0]
+    with pytest.raises(ReadOnlyIndex, match="exorag cluster build"):
+        list(h.ingest_uploads(sharded, [tmp_path / "x.pdf"], h.AppSettings(uploads=tmp_path / "uploads")))
+    with pytest.raises(ReadOnlyIndex):
+        h.remove_selected(sharded, ["pmid:38387275"], h.AppSettings(uploads=tmp_path / "uploads"))
