@@ -14,7 +14,7 @@ here, on the merged candidates.
 - Dense search is exact on flat shards: each returns its own top k by cosine and the merge keeps the best k, the
   same hits and scores as one index over the same vectors.
 - Lexical search scores with the whole index's statistics, as Elasticsearch's dfs_query_then_fetch does: the
-  gateway sums the shards' row and token counts (once) and each phrase's chunk count (per query), and each shard
+  gateway sums the shards' row and token counts (once) and each phrase's chunk count (per phrase, remembered), and each shard
   rescores its bm25 candidates with those figures (exorag/cluster/bm25.py), so the scores are the single index's
   and so are the hybrid ranking and the answers. FTS5's own bm25 on a shard uses that shard's IDF and average
   length (Elasticsearch's default query_then_fetch): `global_bm25 = False` serves that way, and
@@ -51,6 +51,7 @@ ACTOR_CPUS = 0.25  # a shard actor mostly waits on SQLite and one-thread FAISS; 
 ACTOR_THREADS = 4  # calls one actor serves at once (Index is thread-safe: its lock covers each store call)
 CALL_TIMEOUT_S = 120.0
 START_TIMEOUT_S = 300.0  # a shard loads its FAISS file when it starts
+PHRASES_KEPT = 100_000  # phrase counts the gateway remembers
 
 
 def connect(address: str) -> None:
@@ -93,6 +94,7 @@ class ShardedIndex:
         self.replaced = 0  # replicas started again after they died
         self.global_bm25 = True  # False: each shard's own bm25 statistics (measured in tests/test_cluster_serve.py)
         self._totals: tuple[int, int] | None = None
+        self._hits: dict[str, int] = {}
         self._actors = [[self._start(shard) for _ in range(self.replicas)] for shard in range(layout.shards)]
         for shard, actors in enumerate(self._actors):
             for actor in actors:
@@ -212,8 +214,18 @@ class ShardedIndex:
 
         phrases, _ = bm25.phrases(match)
         rows, tokens = self._fts_totals()
-        hits = [sum(h) for h in zip(*self._everywhere("phrase_hits", phrases))]
+        hits = self._phrase_hits(phrases)
         return merge.top_k(self._everywhere("global_lexical_search", match, k, filters, rows, tokens, hits), k)
+
+    def _phrase_hits(self, phrases: list[str]) -> list[int]:
+        """Chunks holding each phrase, over all shards; remembered (a served index does not change), so the EV
+        synonyms that many questions share cost one round trip once."""
+        missing = [p for p in dict.fromkeys(phrases) if p not in self._hits]
+        if missing:
+            if len(self._hits) > PHRASES_KEPT:
+                self._hits.clear()
+            self._hits.update(zip(missing, (sum(h) for h in zip(*self._everywhere("phrase_hits", missing)))))
+        return [self._hits[p] for p in phrases]
 
     def _fts_totals(self) -> tuple[int, int]:
         if self._totals is None:
