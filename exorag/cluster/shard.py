@@ -27,7 +27,7 @@ READS = frozenset({
     "pub_type_counts", "counts", "year_counts", "source_counts", "recent_documents", "count_documents",
     "find_documents", "document_origins", "drift_warning", "fts_totals", "phrase_hits", "global_lexical_search",
 })
-CANDIDATES = 4  # a shard first rescores its local bm25 top CANDIDATES·k; deeper only when that cannot be enough
+CANDIDATES = 2  # a shard first rescores its local bm25 top CANDIDATES·k; deeper only when that cannot be enough
 
 
 class ShardActor:

@@ -389,20 +389,36 @@ def phrase_hits(conn: sqlite3.Connection, phrases: list[str]) -> list[int]:
 def _scratch_tokens(conn: sqlite3.Connection, texts: list[str], terms: set[str] | None = None
                     ) -> tuple[dict[int, int], dict[int, dict[str, set[int]]]]:
     """Run `texts` through the full-text table's tokenizer (the scratch table temp.query_fts): ({text number: tokens},
-    {text number: {term: offsets}}), the offsets only of `terms` when given."""
+    {text number: {term: offsets}}), the offsets only of `terms` when given. Inside a savepoint that is rolled back:
+    one transaction for the scratch rows (not one per row), and nothing to delete after."""
     _vocab_tables(conn)
-    conn.execute("DELETE FROM temp.query_fts")
-    conn.executemany("INSERT INTO temp.query_fts(rowid, text) VALUES (?, ?)", list(enumerate(texts)))
-    sizes = {int(d): int(n) for d, n in conn.execute("SELECT doc, count(*) FROM temp.query_vocab GROUP BY doc")}
-    where, params = "", []
-    if terms is not None:
-        where, params = f" WHERE term IN ({','.join('?' * len(terms))})", sorted(terms)
-    offsets: dict[int, dict[str, set[int]]] = {}
-    if terms is None or terms:
-        for doc, term, offset in conn.execute(f"SELECT doc, term, offset FROM temp.query_vocab{where}", params):
-            offsets.setdefault(int(doc), {}).setdefault(term, set()).add(int(offset))
-    conn.execute("DELETE FROM temp.query_fts")
+    conn.execute("SAVEPOINT scratch")
+    try:
+        conn.executemany("INSERT INTO temp.query_fts(rowid, text) VALUES (?, ?)", list(enumerate(texts)))
+        sizes = {int(i): _varint(sz) for i, sz in conn.execute("SELECT id, sz FROM temp.query_fts_docsize")}
+        where, params = "", []
+        if terms is not None:
+            where, params = f" WHERE term IN ({','.join('?' * len(terms))})", sorted(terms)
+        offsets: dict[int, dict[str, set[int]]] = {}
+        if terms is None or terms:
+            for doc, term, offset in conn.execute(f"SELECT doc, term, offset FROM temp.query_vocab{where}", params):
+                offsets.setdefault(int(doc), {}).setdefault(term, set()).add(int(offset))
+    finally:
+        conn.execute("ROLLBACK TO scratch")
+        conn.execute("RELEASE scratch")
     return sizes, offsets
+
+
+def _varint(blob: bytes) -> int:
+    """The first varint of an FTS5 docsize record (a row's tokens in its first column; SQLite's varint format)."""
+    value = 0
+    for i, byte in enumerate(blob[:9]):
+        if i == 8:
+            return (value << 8) | byte
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value
+    return value
 
 
 def phrase_frequencies(conn: sqlite3.Connection, chunk_ids: list[int],
