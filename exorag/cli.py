@@ -479,7 +479,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
                       unsupported=args.llm_unsupported)  # None without a URL: then nothing leaves the machine
     from exorag.web.app import serve
 
-    serve(_open(args), host=current().serve.host, port=current().serve.port, max_upload_mb=max_upload_mb, llm=llm)
+    index = _open(args)
+    if hasattr(index, "where"):  # a sharded index: say where its shards run
+        nodes = {w["node"] for replicas in index.where() for w in replicas}
+        print(f"serving the sharded index {index.folder} read-only: {index.shards} shards x {index.replicas} "
+              f"replicas on {len(nodes)} Ray node(s) of {current().cluster.address}", file=sys.stderr)
+    serve(index, host=current().serve.host, port=current().serve.port, max_upload_mb=max_upload_mb, llm=llm)
     return 0
 
 
