@@ -7,8 +7,9 @@ crash. The FTS5 table (Porter stemmer over unicode61 tokens; a store made before
 open) is kept in step with `chunks` by triggers. Each document's study tags and the abbreviations it defines
 (a types.Derived, computed by the build stage: exorag/build/enrich.py) are written in the same transaction; an index
 built before them, or under older rules, gets them computed on open (`migrate`, with the `derive` function and rule
-versions the caller passes). This module computes nothing about a document. Deliberately left out: vectors (see vectors.py)
-and any ranking logic beyond FTS5's bm25 (see retrieve.py).
+versions the caller passes). This module computes nothing about a document. For the shards of a sharded index it
+also reads the figures bm25 is made of (fts_totals, phrase_hits, phrase_frequencies: exorag/cluster/bm25.py adds
+them up). Deliberately left out: vectors (see vectors.py) and any ranking logic beyond FTS5's bm25 (see retrieve.py).
 """
 
 from __future__ import annotations
