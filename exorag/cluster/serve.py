@@ -64,7 +64,7 @@ def connect(address: str) -> None:
         return
     if os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0":
         ray_constants.ENABLE_RAY_CLUSTER = False  # ray was imported before cluster_environment ran: Ray reads it then
-    try:
+    try:  # workers import exorag from where this driver does (a checkout, not another install of the same name)
         ray.init(address=address, namespace="exorag", log_to_driver=False, logging_level="WARNING",
                  runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}})
     except (ConnectionError, RuntimeError, ValueError) as exc:
