@@ -4,7 +4,8 @@ cluster build.
 The only module that turns library errors (ExoragError) into short messages and exit codes: 0 success,
 1 a handled error (or an ingest that ingested nothing), 2 usage, 130 interrupted. Every command takes
 `--index DIR` (default ./index or $EXORAG_INDEX) and `--model NAME_OR_PATH` (default: the index's own model,
-else the bundled all-MiniLM-L6-v2).
+else the bundled all-MiniLM-L6-v2); search, ask, cite, table, show and serve also take `--cluster ADDR` (a sharded
+index served read-only from a Ray cluster, exorag/cluster/serve.py).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def _human(size: int) -> str:
 
 
 READ_COMMANDS = {"search", "ask", "cite", "table", "show", "stats", "check"}
+CLUSTER_COMMANDS = {"search", "ask", "cite", "table", "show", "serve"}  # take --cluster ADDR (a sharded --index)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -54,16 +56,32 @@ def _settings(args: argparse.Namespace) -> Settings:
                   overlap=True if getattr(args, "overlap", False) else None)
     s = s.replace("serve", host=getattr(args, "host", None), port=getattr(args, "port", None),
                   max_upload_mb=getattr(args, "max_upload_mb", None))
+    s = s.replace("cluster", address=getattr(args, "cluster", None), replicas=getattr(args, "replicas", None))
     return s.replace("llm", url=getattr(args, "llm_url", None), model=getattr(args, "llm_model", None),
                      key=getattr(args, "llm_key", None), timeout_s=getattr(args, "llm_timeout", None))
 
 
 def _open(args: argparse.Namespace):
-    from exorag.errors import NotFound
+    """The index of --index: an Index, or with --cluster ADDR a ShardedIndex served from that Ray cluster."""
+    from exorag.cluster.layout import is_cluster
+    from exorag.errors import NotFound, ReadOnlyIndex
     from exorag.index.index import open_index
     from exorag.index.store import STORE_FILE
 
     folder = current().index.folder
+    address = current().cluster.address if args.command in CLUSTER_COMMANDS else None
+    if address:
+        from exorag.cluster.serve import open_sharded
+
+        return open_sharded(folder, address, current().cluster.replicas, current().index.model)
+    if is_cluster(folder):
+        if args.command not in READ_COMMANDS | CLUSTER_COMMANDS:
+            raise ReadOnlyIndex(f"{folder} holds a sharded index (cluster.json); `exorag {args.command}` does not "
+                                "write to one: add or remove documents with `exorag cluster build`")
+        raise ExoragError(f"{folder} holds a sharded index (cluster.json): serve it from a Ray cluster with "
+                          f"`--cluster ADDR`" + (" (search, ask, cite, table, show, serve)"
+                                                 if args.command not in CLUSTER_COMMANDS else "")
+                          + ", or point --index at one of its shard folders")
     if args.command in READ_COMMANDS and not (folder / STORE_FILE).exists():
         raise NotFound(f"no index in {folder.resolve()} (no {STORE_FILE}); build one with "
                        f"`exorag demo --index {folder}` or `exorag ingest PATH... --index {folder}`, "
@@ -76,8 +94,8 @@ def _open_checked(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from exorag.index.index import drift_warning
 
     index = _open(args)
-    warning = drift_warning(index)
-    if warning:
+    warnings = index.drift_warnings() if hasattr(index, "drift_warnings") else [drift_warning(index)]
+    for warning in filter(None, warnings):
         print(f"warning: {warning}", file=sys.stderr)
     return index
 
@@ -481,7 +499,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
                       unsupported=args.llm_unsupported)  # None without a URL: then nothing leaves the machine
     from exorag.web.app import serve
 
-    serve(_open(args), host=current().serve.host, port=current().serve.port, max_upload_mb=max_upload_mb, llm=llm)
+    index = _open(args)
+    if hasattr(index, "where"):  # a sharded index: say where its shards run
+        nodes = {w["node"] for replicas in index.where() for w in replicas}
+        print(f"serving the sharded index {index.folder} read-only: {index.shards} shards x {index.replicas} "
+              f"replicas on {len(nodes)} Ray node(s) of {current().cluster.address}", file=sys.stderr)
+    serve(index, host=current().serve.host, port=current().serve.port, max_upload_mb=max_upload_mb, llm=llm)
     return 0
 
 
@@ -503,6 +526,13 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--index", metavar="DIR", help="index folder (default ./index or $EXORAG_INDEX)")
     common.add_argument("--model", metavar="NAME_OR_PATH",
                         help="sentence-transformers model (default: the index's model, else bundled all-MiniLM-L6-v2)")
+    cluster = argparse.ArgumentParser(add_help=False)
+    g = cluster.add_argument_group("sharded index (the [cluster] extra: Ray)")
+    g.add_argument("--cluster", metavar="ADDR",
+                   help="serve the sharded index in --index ROOT (ROOT/cluster.json) from the Ray cluster at ADDR, "
+                        "e.g. --cluster 127.0.0.1:6379 --index sharded/ (default $EXORAG_CLUSTER)")
+    g.add_argument("--replicas", type=int, metavar="R",
+                   help="shard actors per shard, for many users (default 1, or $EXORAG_REPLICAS)")
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print JSON (one object) instead of text")
     parser = argparse.ArgumentParser(prog="exorag", description="Cited answers from the exosome / EV literature, offline.")
@@ -536,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("search", parents=[common, as_json], help="ranked passages for a query")
+    p = sub.add_parser("search", parents=[common, cluster, as_json], help="ranked passages for a query")
     p.add_argument("query", help="keywords or a question")
     p.add_argument("-k", type=int, help=f"number of passages (default {AskSettings.search_k})")
     p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid",
@@ -546,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_expand_flag(p)
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("ask", parents=[common, as_json], help="an answer quoted from the literature, with citations")
+    p = sub.add_parser("ask", parents=[common, cluster, as_json], help="an answer quoted from the literature, with citations")
     p.add_argument("question", help="a question about exosomes / extracellular vesicles")
     p.add_argument("-k", type=int, help=f"passages to draw evidence from (default {AskSettings.k}, at most {AskSettings.max_k})")
     p.add_argument("--format", choices=["bibtex", "ris", "csljson", "markdown"],
@@ -556,13 +586,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_llm_flags(p)
     p.set_defaults(func=cmd_ask)
 
-    p = sub.add_parser("cite", parents=[common, as_json], help="suggest citations from the index for each sentence of a text")
+    p = sub.add_parser("cite", parents=[common, cluster, as_json], help="suggest citations from the index for each sentence of a text")
     p.add_argument("file", metavar="FILE", help="a text file, or - to read standard input")
     p.add_argument("-k", type=int, help=f"passages searched per sentence (default {AskSettings.k}, at most {AskSettings.max_k})")
     _add_filter_flags(p)
     p.set_defaults(func=cmd_cite)
 
-    p = sub.add_parser("table", parents=[common], help="an evidence table (one row per paper) for a question")
+    p = sub.add_parser("table", parents=[common, cluster], help="an evidence table (one row per paper) for a question")
     p.add_argument("question", help="the question whose evidence to tabulate")
     p.add_argument("-k", type=int, help=f"passages to draw evidence from (default {AskSettings.table_k}, at most {AskSettings.max_k})")
     p.add_argument("--format", choices=["csv", "markdown"], default="markdown", help="table format (default markdown)")
@@ -571,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_expand_flag(p)
     p.set_defaults(func=cmd_table)
 
-    p = sub.add_parser("show", parents=[common, as_json], help="a document's metadata and chunks")
+    p = sub.add_parser("show", parents=[common, cluster, as_json], help="a document's metadata and chunks")
     p.add_argument("doc_id", help="a document id, as `search` and `ask` show them")
     p.set_defaults(func=cmd_show)
 
@@ -649,7 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster_sub.choices["build"].epilog = ("example:\n  exorag cluster build --address 127.0.0.1:6379 --shards 4 "
                                            "--index sharded corpus/")
 
-    p = sub.add_parser("serve", parents=[common], help="the browser chat")
+    p = sub.add_parser("serve", parents=[common, cluster], help="the browser chat")
     p.add_argument("--host", help=f"address to bind (default {ServeSettings.host}: this machine only)")
     p.add_argument("--port", type=int, help=f"port to listen on (default {ServeSettings.port})")
     p.add_argument("--max-upload-mb", type=float, metavar="MB",
@@ -679,7 +709,8 @@ EXAMPLES = {
     "check": "exorag check --repair",
     "eval": "exorag eval beir ../shared/data/scifact/beir_format --split train",
     "fetch": 'exorag fetch pubmed "exosome AND PD-L1" --max 100',
-    "serve": "exorag serve --port 7860   (then open http://127.0.0.1:7860)",
+    "serve": "exorag serve --port 7860   (then open http://127.0.0.1:7860)\n"
+             "  exorag serve --cluster 127.0.0.1:6379 --index sharded/ --replicas 2   (a sharded index, read-only)",
     "cluster": "exorag cluster build --address 127.0.0.1:6379 --shards 4 --index sharded corpus/",
 }
 FETCH_EXAMPLES = {
@@ -701,6 +732,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+    if getattr(args, "replicas", None) is not None and args.replicas < 1:
+        print("error: --replicas must be at least 1", file=sys.stderr)
+        return 2
     if getattr(args, "k", 1) is not None and getattr(args, "k", 1) < 1:
         print("error: -k must be at least 1", file=sys.stderr)
         return 2

@@ -90,3 +90,12 @@ class NotACluster(ExoragError):
 
 class ClusterError(ExoragError):
     """The Ray cluster cannot be joined, ray (the [cluster] extra) is not installed, or a build step failed on it."""
+
+
+class ReadOnlyIndex(ExoragError):
+    """A write (ingest, sync, remove, an upload in the chat) asked of an index that is served read-only: a sharded
+    index on a Ray cluster, which only `exorag cluster build` writes."""
+
+
+class ShardUnavailable(ExoragError):
+    """A shard of a sharded index cannot answer: its actor died and could not be replaced, or the cluster is gone."""

@@ -5,9 +5,10 @@ with `Settings.replace(section=..., **values)` and installs the result with `con
 `current()` for what it needs; without `configure` that is a fresh read of the environment each time (cheap), so a
 test that sets a variable sees it at once.
 
-`offline_environment()` is the one writer: before transformers or tokenizers are imported it sets the variables
-that keep them off the network and quiet (HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE, TOKENIZERS_PARALLELISM, ...) and
-turns off Gradio's telemetry. Deliberately left out: a settings file (the environment and flags are enough for a
+`offline_environment()` is one of the two writers: before transformers or tokenizers are imported it sets the
+variables that keep them off the network and quiet (HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE, TOKENIZERS_PARALLELISM,
+...) and turns off Gradio's telemetry; `cluster_environment()`, the other, keeps a Ray driver on loopback for a
+cluster on 127.0.0.1. Deliberately left out: a settings file (the environment and flags are enough for a
 command-line tool) and validation of values a module checks where it uses them (e.g. the LLM URL).
 """
 
@@ -77,6 +78,12 @@ class ServeSettings:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    address: str | None = None  # EXORAG_CLUSTER: a Ray cluster's address (host:port) serving a sharded --index
+    replicas: int = 1  # EXORAG_REPLICAS: shard actors per shard (the gateway spreads calls over them)
+
+
+@dataclass(frozen=True)
 class Settings:
     index: IndexSettings = field(default_factory=IndexSettings)
     build: BuildSettings = field(default_factory=BuildSettings)
@@ -84,6 +91,7 @@ class Settings:
     llm: LLMSettings = field(default_factory=LLMSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
     serve: ServeSettings = field(default_factory=ServeSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, overridden: frozenset[str] = frozenset()) -> Settings:
@@ -123,7 +131,8 @@ class Settings:
                          key=get("EXORAG_LLM_KEY") or get("OPENAI_API_KEY"))
                 .replace("fetch", eutils_url=get("EXORAG_EUTILS_URL"), europepmc_url=get("EXORAG_EUROPEPMC_URL"),
                          ncbi_api_key=get("NCBI_API_KEY"), ncbi_email=get("NCBI_EMAIL"))
-                .replace("serve", max_upload_mb=number("EXORAG_MAX_UPLOAD_MB", float, 0)))
+                .replace("serve", max_upload_mb=number("EXORAG_MAX_UPLOAD_MB", float, 0))
+                .replace("cluster", address=get("EXORAG_CLUSTER"), replicas=number("EXORAG_REPLICAS", int, 1)))
 
     def replace(self, section: str, **values: Any) -> Settings:
         """A copy with `values` set in one section; None values (a flag not given) leave the setting as it is."""
@@ -156,3 +165,16 @@ def offline_environment() -> None:
     set is left alone."""
     for name, value in _OFFLINE.items():
         os.environ.setdefault(name, value)
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def cluster_environment(address: str) -> None:
+    """Before ray is imported by a driver of a sharded index: no usage statistics, and for a cluster on this
+    machine's loopback (`127.0.0.1:PORT`) keep Ray on loopback (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0; otherwise Ray
+    swaps 127.0.0.1 for the network interface's address). A value the user set is left alone."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    host = address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
+    if host in LOOPBACK:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")

@@ -1,19 +1,20 @@
 """Retrieval: dense (FAISS) and lexical (SQLite FTS5 bm25) search, fused -> list[Hit].
 
 The query is embedded with the index's model; the lexical side turns the query into an OR of quoted FTS5 phrases,
-one per word, so user text can never be read as FTS5 syntax (quotes, `*`, NEAR, AND, `-`, `:`) and biomedical
-tokens such as miR-21 or IL-6 match as phrases (the FTS5 table stems them: see store.py). Fusion is a convex
-combination of min-max-normalised scores taken per document (each side's best chunk of a paper; default) or
-reciprocal-rank fusion (k=60), with a cap on chunks per document so one paper cannot fill the top k. Filters
-(year range, source, journal, publication type, study tags) restrict both sides: an FAISS id selector on the dense
-side, a SQL join on the lexical side. The dense side never ranks a vector whose chunk is gone (a `remove` killed
-before its vectors were saved): see index.search_vectors. With `expand` (the default) the lexical side also
-searches the EV thesaurus's synonyms and the long forms of the query's abbreviations (exorag/build/thesaurus.py): one more
-FTS5 query per concept, matching its synonyms only in passages that lack the query's own word for it, whose bm25
-(capped at the best bm25 the query's own word reaches, so a passage naming several synonyms cannot outscore one
-with the word itself) is added at EXPANSION_WEIGHT. A query holding a lone surrogate (bytes that were not UTF-8 on
-the command line) is refused with InvalidText before anything is embedded. Deliberately left out: rerankers (no
-cross-encoder weights are available offline).
+one per word, so user text can never be read as FTS5 syntax (quotes, `*`, NEAR, AND, `-`, `:`) and biomedical tokens
+such as miR-21 or IL-6 match as phrases (the FTS5 table stems them: see store.py). Fusion is a convex combination of
+min-max-normalised scores taken per document (each side's best chunk of a paper; default) or reciprocal-rank fusion
+(k=60), with a cap on chunks per document so one paper cannot fill the top k. Filters (year range, source, journal,
+publication type, study tags) restrict both sides: an FAISS id selector on the dense side, a SQL join on the lexical
+side. The dense side never ranks a vector whose chunk is gone (a `remove` killed before its vectors were saved): see
+index.search_vectors. Dense search goes through `index.dense_search(vector, k, filters)` and everything else through
+Index read methods, so a sharded index (exorag/cluster/serve.py) runs this module unchanged. With `expand` (the
+default) the lexical side also searches the EV thesaurus's synonyms and the long forms of the query's abbreviations
+(exorag/build/thesaurus.py): one more FTS5 query per concept, matching its synonyms only in passages that lack the
+query's own word for it, whose bm25 (capped at the best bm25 the query's own word reaches, so a passage naming
+several synonyms cannot outscore one with the word itself) is added at EXPANSION_WEIGHT. A query holding a lone
+surrogate (bytes that were not UTF-8 on the command line) is refused with InvalidText before anything is embedded.
+Deliberately left out: rerankers (no cross-encoder weights are available offline).
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ import re
 from typing import Literal, TypeVar
 
 from exorag.build import thesaurus
-import numpy as np
 
 from exorag.errors import EmptyQuery, InvalidText
-from exorag.index.index import Index, search_vectors
+from exorag.index.index import Index
 from exorag.text import TERM, content_words
 from exorag.types import Filters, Hit
 
@@ -108,10 +108,11 @@ def expansion_expression(expansion: thesaurus.Expansion) -> str:
     return f"({synonyms}) NOT ({present})" if present else synonyms
 
 
-def dense_search(index: Index, query: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
-    """Top-k (chunk id, cosine) by the query's vector; never a vector whose chunk is gone (index.search_vectors)."""
+def dense_search(index: Index, query: str, k: int, filters: Filters | None = None) -> list[tuple[int, float]]:
+    """Top-k (chunk id, cosine) by the query's vector within the filters; never a vector whose chunk is gone
+    (Index.dense_search). The query is embedded here, once, also for a sharded index."""
     vector = index.embedder.encode([query])[0]
-    return search_vectors(index, vector, k, allowed)
+    return index.dense_search(vector, k, filters)
 
 
 def lexical_search(
@@ -204,12 +205,9 @@ def search(
     """
     query = normalize_query(query)
     depth = max(50, k * 5)
-    allowed = None
-    if filters is not None and not filters.empty:
-        allowed = np.array(index.allowed_chunk_ids(filters), dtype=np.int64)
-        if len(allowed) == 0:
-            return []
-    dense = dense_search(index, query, depth, allowed) if mode in ("hybrid", "dense") else []
+    if filters is not None and not filters.empty and index.count_documents(filters) == 0:
+        return []
+    dense = dense_search(index, query, depth, filters) if mode in ("hybrid", "dense") else []
     lexical = lexical_search(index, query, depth, filters, expand) if mode in ("hybrid", "lexical") else []
     chunks = index.get_chunks(dict.fromkeys([cid for cid, _ in dense + lexical]))
     docs = index.get_documents((c.doc_id for c in chunks.values()))

@@ -137,6 +137,9 @@ class Index:
     _fts_answers = _locked(store.fts_answers)
     allowed_chunk_ids = _locked(store.allowed_chunk_ids)
     term_chunk_counts = _locked(store.term_chunk_counts)
+    fts_totals = _locked(store.fts_totals)  # bm25 statistics, for the shards of a sharded index
+    phrase_hits = _locked(store.phrase_hits)
+    phrase_frequencies = _locked(store.phrase_frequencies)
     long_forms = _locked(store.long_forms)
     # tags and what the corpus holds
     document_tags = _locked(store.document_tags)
@@ -180,6 +183,16 @@ class Index:
                 raise DamagedIndex(f"the full-text table of {self.folder / store.STORE_FILE} is damaged (it finds "
                                    f"nothing the chunks hold); `exorag check --repair --index {self.folder}` rebuilds it")
         return found
+
+    def dense_search(self, vector: np.ndarray, k: int, filters: Any = None) -> list[tuple[int, float]]:
+        """Top-k (chunk id, cosine) for a query vector among the chunks that pass `filters` (search_vectors): the
+        one dense-search call of retrieve.py, which a sharded index (exorag/cluster/serve.py) answers by fan-out."""
+        allowed = None
+        if filters is not None and not filters.empty:
+            allowed = np.array(self.allowed_chunk_ids(filters), dtype=np.int64)
+            if len(allowed) == 0:
+                return []
+        return search_vectors(self, vector, k, allowed)
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:

@@ -7,8 +7,9 @@ crash. The FTS5 table (Porter stemmer over unicode61 tokens; a store made before
 open) is kept in step with `chunks` by triggers. Each document's study tags and the abbreviations it defines
 (a types.Derived, computed by the build stage: exorag/build/enrich.py) are written in the same transaction; an index
 built before them, or under older rules, gets them computed on open (`migrate`, with the `derive` function and rule
-versions the caller passes). This module computes nothing about a document. Deliberately left out: vectors (see vectors.py)
-and any ranking logic beyond FTS5's bm25 (see retrieve.py).
+versions the caller passes). This module computes nothing about a document. For the shards of a sharded index it
+also reads the figures bm25 is made of (fts_totals, phrase_hits, phrase_frequencies: exorag/cluster/bm25.py adds
+them up). Deliberately left out: vectors (see vectors.py) and any ranking logic beyond FTS5's bm25 (see retrieve.py).
 """
 
 from __future__ import annotations
@@ -383,6 +384,95 @@ def term_chunk_counts(conn: sqlite3.Connection, words: list[str]) -> list[int | 
         q = f"SELECT term, doc FROM temp.chunks_vocab WHERE term IN ({','.join('?' * len(terms))})"
         counts = {row[0]: int(row[1]) for row in conn.execute(q, terms)}
     return [counts.get(single[i], 0) if i in single else None for i in range(len(words))]
+
+
+def fts_totals(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(rows, tokens) of the full-text table: its chunks, and the tokens of their titles and texts together; FTS5's
+    bm25 takes its N and average length (tokens / rows) from these. For bm25 over several shards (exorag/cluster)."""
+    _vocab_tables(conn)
+    tokens = conn.execute("SELECT coalesce(sum(cnt), 0) FROM temp.chunks_vocab").fetchone()[0]
+    return chunk_count(conn), int(tokens)
+
+
+def phrase_hits(conn: sqlite3.Connection, phrases: list[str]) -> list[int]:
+    """For each phrase, the chunks whose title or text holds it (the n(q) of bm25's IDF, as FTS5 counts it)."""
+    q = "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?"
+    return [int(conn.execute(q, ('"' + p.replace('"', '""') + '"',)).fetchone()[0]) for p in phrases]
+
+
+def _scratch_tokens(conn: sqlite3.Connection, texts: list[str], terms: set[str] | None = None
+                    ) -> tuple[dict[int, int], dict[int, dict[str, set[int]]]]:
+    """Run `texts` through the full-text table's tokenizer (the scratch table temp.query_fts): ({text number: tokens},
+    {text number: {term: offsets}}), the offsets only of `terms` when given. Inside a savepoint that is rolled back:
+    one transaction for the scratch rows (not one per row), and nothing to delete after."""
+    _vocab_tables(conn)
+    conn.execute("SAVEPOINT scratch")
+    try:
+        conn.executemany("INSERT INTO temp.query_fts(rowid, text) VALUES (?, ?)", list(enumerate(texts)))
+        sizes = {int(i): _varint(sz) for i, sz in conn.execute("SELECT id, sz FROM temp.query_fts_docsize")}
+        where, params = "", []
+        if terms is not None:
+            where, params = f" WHERE term IN ({','.join('?' * len(terms))})", sorted(terms)
+        offsets: dict[int, dict[str, set[int]]] = {}
+        if terms is None or terms:
+            for doc, term, offset in conn.execute(f"SELECT doc, term, offset FROM temp.query_vocab{where}", params):
+                offsets.setdefault(int(doc), {}).setdefault(term, set()).add(int(offset))
+    finally:
+        conn.execute("ROLLBACK TO scratch")
+        conn.execute("RELEASE scratch")
+    return sizes, offsets
+
+
+def _varint(blob: bytes) -> int:
+    """The first varint of an FTS5 docsize record (a row's tokens in its first column; SQLite's varint format)."""
+    value = 0
+    for i, byte in enumerate(blob[:9]):
+        if i == 8:
+            return (value << 8) | byte
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value
+    return value
+
+
+def phrase_frequencies(conn: sqlite3.Connection, chunk_ids: list[int],
+                       phrases: list[str]) -> dict[int, tuple[int, list[float]]]:
+    """For each chunk: (tokens in its title and text, [occurrences of each phrase, weighted by BM25_WEIGHTS per
+    column]), bm25's |D| and f(q, D) exactly as FTS5 counts them: title and text go through the table's own tokenizer
+    and a phrase occurs where its tokens stand at consecutive offsets of one column."""
+    if not chunk_ids:
+        return {}
+    _, phrase_offsets = _scratch_tokens(conn, phrases)
+    sequences = [_sequence(phrase_offsets.get(i, {})) for i in range(len(phrases))]
+    rows: list[tuple[int, str, str]] = []
+    for i in range(0, len(chunk_ids), 500):
+        batch = [int(c) for c in chunk_ids[i : i + 500]]
+        q = (f"SELECT c.id, d.title, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id"
+             f" WHERE c.id IN ({','.join('?' * len(batch))})")
+        rows.extend((int(r[0]), r[1] or "", r[2]) for r in conn.execute(q, batch))
+    wanted = {t for seq in sequences for t, _ in seq}
+    sizes, offsets = _scratch_tokens(conn, [text for _, title, body in rows for text in (title, body)], wanted)
+    weights = [float(w) for w in BM25_WEIGHTS]
+    out: dict[int, tuple[int, list[float]]] = {}
+    for n, (chunk_id, _, _) in enumerate(rows):
+        length = sizes.get(2 * n, 0) + sizes.get(2 * n + 1, 0)
+        freqs = []
+        for seq in sequences:
+            f = 0.0
+            for column in (0, 1):
+                found = offsets.get(2 * n + column, {})
+                if seq and all(t in found for t, _ in seq):
+                    f += weights[column] * sum(1 for o in found[seq[0][0]]
+                                               if all(o + d in found[t] for t, d in seq[1:]))
+            freqs.append(f)
+        out[chunk_id] = (length, freqs)
+    return out
+
+
+def _sequence(offsets: dict[str, set[int]]) -> list[tuple[str, int]]:
+    """A tokenized phrase as (term, offset from its first token), in order."""
+    pairs = sorted((o, t) for t, os_ in offsets.items() for o in os_)
+    return [(t, o - pairs[0][0]) for o, t in pairs] if pairs else []
 
 
 def _row_to_document(row: sqlite3.Row) -> Document:

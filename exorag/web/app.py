@@ -209,9 +209,13 @@ def build_app(index: Index, settings: h.AppSettings | None = None) -> gr.Blocks:
             progress((i, n), desc=f"adding {name}" if i < n else "embedding new passages")
 
         rows: list[tuple[str, bool, str]] = []
-        for rows in h.ingest_uploads(index, files, settings, on_file=tell):
-            done = min(len(rows), total)
-            yield upload_html(rows, f"{done} of {total} files processed…" if done < total else "Embedding…")
+        try:
+            for rows in h.ingest_uploads(index, files, settings, on_file=tell):
+                done = min(len(rows), total)
+                yield upload_html(rows, f"{done} of {total} files processed…" if done < total else "Embedding…")
+        except ExoragError as exc:  # e.g. ReadOnlyIndex: a sharded index served from a cluster takes no uploads
+            yield upload_html(rows, user_message(exc, index, "the files could not be added"))
+            return
         added = sum(1 for _, ok, _ in rows[:total] if ok)
         yield upload_html(rows, f"Done: {added} of {total} files added to the index.")
 
