@@ -217,6 +217,7 @@ def _store(root: Path, paths: list[Path], shards: int, settings: Settings, threa
         report.reads[r["path"]] = report.reads.get(r["path"], 0) + r["records"]
     report.received = sum(r["received"] for r in finished)
     report.seconds["writing"] = max((r["busy_s"] for r in finished), default=0.0)  # the busiest shard writer
+    report.seconds["writing_cpu"] = round(sum(r["cpu_s"] for r in finished), 2)  # all writers' CPU time
     report.seconds["store"] = round(time.monotonic() - started, 2)
 
 

@@ -77,16 +77,17 @@ class ShardWriter:
         _when_free(lambda: self.held.enter_context(self.index.writing()))  # a killed run's writer may still hold it
         self.index.seed_chunk_ids(first_chunk_id(shard))
         self.received = 0
-        self.busy_s = 0.0  # time spent storing
+        self.busy_s = self.cpu_s = 0.0  # wall and CPU time spent storing
 
     def put(self, batch: list[tuple[Document, list[Chunk], Derived]]) -> dict[str, int]:
         """Store each document of `batch` (one transaction each); how many were added, updated, unchanged."""
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         counts = dict.fromkeys(OUTCOMES, 0)
         for doc, chunks, derived in batch:
             counts[self.index.put_document(doc, chunks, derived)] += 1
         self.received += len(batch)
         self.busy_s += time.monotonic() - started
+        self.cpu_s += time.process_time() - cpu
         return counts
 
     def finish(self) -> dict[str, Any]:
@@ -95,7 +96,7 @@ class ShardWriter:
         self.held.close()
         self.index.close()
         return {"shard": self.shard, "chunks": chunks, "received": self.received,
-                "busy_s": round(self.busy_s, 2), "node": _node()}
+                "busy_s": round(self.busy_s, 2), "cpu_s": round(self.cpu_s, 2), "node": _node()}
 
 
 def read_file(path: Path, shards: int, writers: list[Any], settings: Settings) -> dict[str, Any]:
