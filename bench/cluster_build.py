@@ -1,10 +1,11 @@
 """Benchmark of the sharded build (exorag cluster build) on a local Ray cluster on 127.0.0.1, and the figures the
 README's sizing table is derived from.
 
-0. Store stage alone (real; exorag.cluster.build._store, no embedding): STORE_RECORDS demo records in STORE_FILES
-   JSONL files into 2 shards, on a one-node cluster (1 reader at a time) and on a two-node one (2 readers), each
-   1 CPU per node: records/s, the busiest shard writer's storing time, records read per file (each file once),
-   and the driver's own single-process read + chunk + tag time per record (the work the readers divide).
+0. Store stage alone (real; exorag.cluster.build._store, no embedding): --store-records (879: the whole demo
+   corpus) records dealt into --store-files (4) JSONL files, 2 shards, on a one-node cluster (1 reader at a time)
+   and on a two-node one (2 readers), 1 CPU per node: records/s, the busiest shard writer's storing time and the
+   writers' CPU ms per record, records read per file (each file once), and the driver's own single-process read +
+   chunk + tag time per record, wall and CPU (the work the readers divide).
 1. Real: `exorag.cluster.build.build` on the first RECORDS records of the demo corpus, 2 shards, with 1 and then 2
    embedding workers (fresh roots), on a two-node cluster of 1 CPU per node: store seconds, embedding throughput
    (chunks/s over the whole stage, and steady: from the first part embedded to the last, i.e. without actor start),
@@ -14,8 +15,10 @@ README's sizing table is derived from.
    train one IVF-fp16 quantiser (nlist = vectors.nlist_for(N)) on a 100,000 sample in the driver, add each
    shard's vectors as a Ray task into a copy of it (the shard_vectors step, minus reading parts), merge the
    inverted lists on disk (merge_ondisk): seconds and peak RSS of each process (per node: the largest task on it).
-Run: `python bench/cluster_build.py [--records 200] [--synthetic 1000000] [--store-only] [--out bench/cluster_build.json]`.
-Prints one JSON object; with --store-only (step 0 alone) the other figures already in --out are kept. Deliberately left out: more than one machine (this is a 2-core box shared with others: the
+Run: `python bench/cluster_build.py [--records 200] [--synthetic 1000000] [--store-only]
+[--out bench/cluster_build.json]`.
+Prints one JSON object; with --store-only (step 0 alone) the other figures already in --out are kept.
+Deliberately left out: more than one machine (this is a 2-core box shared with others: the
 throughput per worker, not the wall time, is what extrapolates).
 """
 

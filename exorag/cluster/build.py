@@ -68,7 +68,7 @@ class BuildReport:
     nodes: list[str] = field(default_factory=list)  # nodes whose actors embedded (Ray node ids)
     workers: int = 0
     failed: list[str] = field(default_factory=list)
-    reads: dict[str, int] = field(default_factory=dict)  # input file -> records its reader yielded (each file read once)
+    reads: dict[str, int] = field(default_factory=dict)  # input file -> records its one reader yielded
     received: int = 0  # documents the shard writers were sent (each document once, unless a task was retried)
     skipped: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
