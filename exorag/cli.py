@@ -382,8 +382,9 @@ def cmd_cluster_build(args: argparse.Namespace) -> int:
     report = build(current().index.folder, [Path(p) for p in args.paths], args.address, args.shards, ivf=args.ivf,
                    merge=args.merge, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
                    part_size=args.part_size, progress=not args.quiet)
-    for problem in report.failed + report.skipped:
-        print(f"failed: {problem}", file=sys.stderr)
+    for bucket, problems in (("failed", report.failed), ("skipped", report.skipped)):
+        for problem in problems:
+            print(f"{bucket}: {problem}", file=sys.stderr)
     if args.json:
         _print_json(report.as_dict())
     else:

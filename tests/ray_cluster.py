@@ -2,8 +2,9 @@
 
 `LocalCluster(nodes=2)` runs `ray start --head --block` and then `ray start --address=... --block` for each further
 node, each in its own process group with one CPU, so they are separate raylets (separate node ids) on this machine.
-Stopping kills those process groups, never `ray stop` (which would end every Ray process on the machine, another
-session's included). Deliberately left out: anything but loopback, dashboards, GPUs.
+Stopping kills those process groups (SIGTERM, then SIGKILL after STOP_GRACE_S), never `ray stop` (which would end
+every Ray process on the machine, another session's included). Deliberately left out: anything but loopback,
+dashboards, GPUs.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ RAY_START = [sys.executable, "-c", "import sys, ray._private.services as s; s.re
 # test process can still set RAY_ENV before its first `import ray`.
 RAY_SKIP = None if importlib.util.find_spec("ray") is not None else \
     "ray is not installed (pip install -e '.[cluster]' brings it; .ci/run installs it)"
+
+
+STOP_GRACE_S = 5.0  # after SIGTERM, before SIGKILL
 
 
 def free_port() -> int:
@@ -81,20 +85,24 @@ class LocalCluster:
         raise RuntimeError(f"the ray cluster did not reach {n} nodes in {timeout:.0f} s; logs in {self.temp}")
 
     def stop(self) -> None:
+        """SIGTERM to every node's process group, then SIGKILL to those still there after STOP_GRACE_S: the second
+        node to go otherwise waits ~30 s in `ray start --block`'s own shutdown (measured: 34 s, 6 s with this)."""
         for p in reversed(self.procs):
             if p.poll() is None:
                 try:
                     os.killpg(p.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
+        deadline = time.monotonic() + STOP_GRACE_S
         for p in reversed(self.procs):
             try:
-                p.wait(timeout=20)
+                p.wait(timeout=max(deadline - time.monotonic(), 0.01))
             except subprocess.TimeoutExpired:
                 try:
-                    os.killpg(p.pid, signal.SIGKILL)
+                    os.killpg(p.pid, signal.SIGKILL)  # the whole group: gcs, raylet, workers
                 except ProcessLookupError:
                     pass
+                p.wait()
         if os.environ.get("EXORAG_KEEP_RAY_LOGS") is None:
             shutil.rmtree(self.temp, ignore_errors=True)
 

@@ -90,11 +90,12 @@ def single(corpus: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ign
     return index
 
 
-def _shards(root: Path) -> list:  # type: ignore[type-arg]
+def _shards(root: Path, count: int | None = None) -> list:  # type: ignore[type-arg]
+    """The shard indexes under `root` (`count` of them; by default as many as its cluster.json says)."""
     from exorag.cluster.layout import read_layout, shard_folder
     from exorag.index.index import open_index
 
-    return [open_index(shard_folder(root, s)) for s in range(read_layout(root).shards)]
+    return [open_index(shard_folder(root, s)) for s in range(count or read_layout(root).shards)]
 
 
 def _vectors_by_chunk(index) -> dict[int, np.ndarray]:  # type: ignore[no-untyped-def]
@@ -127,7 +128,7 @@ def _same_top_k(got: list, want: list, tol: float = 1e-5) -> None:  # type: igno
     assert {key for key, s in got if s > cut} == {key for key, s in want if s > cut}
 
 
-def test_shards_hold_every_document_once_with_global_chunk_ids(clean, single) -> None:  # type: ignore[no-untyped-def]
+def test_shards_hold_every_document_once_with_global_chunk_ids(clean, single, corpus: Path) -> None:  # type: ignore[no-untyped-def]
     from exorag.cluster.layout import first_chunk_id, read_layout, shard_of_chunk, shard_of_document
     from exorag.index.index import check
 
@@ -135,6 +136,7 @@ def test_shards_hold_every_document_once_with_global_chunk_ids(clean, single) ->
     layout = read_layout(root)
     assert (layout.shards, layout.vectors, layout.kind, layout.extra["complete"]) == (SHARDS, "shards", "flat", True)
     assert report.documents["added"] == RECORDS and report.embedded == report.chunks == single.chunk_count()
+    assert report.reads == {str(corpus): RECORDS} and report.received == RECORDS  # read once, not once per shard
     docs: list[str] = []
     for s, index in enumerate(_shards(root)):
         ids = index.chunk_ids()
@@ -238,6 +240,10 @@ def test_a_killed_driver_then_the_same_command_finishes_the_job(joined, corpus: 
 
     report = json.loads(done.stdout)
     assert report["embedded"] <= report["chunks"] - parts * 1  # the parts written before the kill were kept
+    # the killed run had stored everything (parts come after the store stage): the rerun read each file once more
+    # and stored nothing
+    assert report["documents"] == {"added": 0, "updated": 0, "unchanged": RECORDS}
+    assert report["reads"] == {str(corpus.resolve()): RECORDS} and report["received"] == RECORDS
     _assert_same_build(root, clean[0])
 
 
@@ -258,6 +264,40 @@ def _assert_same_build(root: Path, reference: Path) -> None:
         have, ref = _vectors_by_chunk(got), _vectors_by_chunk(want)
         assert sorted(have) == ids
         assert max(float(np.abs(have[c] - ref[c]).max()) for c in ids) < 1e-5
+
+
+def test_the_store_stage_reads_each_file_once_and_names_bad_ones(joined, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The store stage alone (no embedding): each input file is read by one task (records read per file, documents
+    sent to the writers once each), a bad line, an unsupported file and a missing one are reported by name and
+    the rest is stored in its shard. (A rerun storing nothing: the killed-driver test's second run.)"""
+    from exorag.cluster.build import BuildReport, _store
+    from exorag.cluster.layout import shard_of_document
+    from exorag.index.embed import canonical_name
+    from exorag.settings import current
+
+    lines = CORPUS.read_text(encoding="utf-8").splitlines()[:7]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text("\n".join(lines[:4] + ["{not json"]) + "\n", encoding="utf-8")
+    (folder / "b.jsonl").write_text("\n".join(lines[4:]) + "\n", encoding="utf-8")
+    (folder / "notes.xyz").write_text("not a corpus", encoding="utf-8")
+    missing = tmp_path / "missing.jsonl"
+    settings = current().replace("index", model=canonical_name(current().index.model))
+    root = tmp_path / "stored"
+
+    first = BuildReport(root=str(root), shards=SHARDS)
+    _store(root, [folder, missing], SHARDS, settings, 1, first, False)
+    shards = _shards(root, SHARDS)
+    for s, index in enumerate(shards):
+        assert all(shard_of_document(d, SHARDS) == s for d, _ in index.document_origins())
+    chunks = [index.chunk_ids() for index in shards]
+    assert first.reads == {str(folder / "a.jsonl"): 5, str(folder / "b.jsonl"): 3, str(folder / "notes.xyz"): 0,
+                           str(missing): 0}  # 5: four records and the bad line
+    assert first.received == 7 and first.documents == {"added": 7, "updated": 0, "unchanged": 0}
+    assert [p.split(":")[0] for p in first.failed] == [str(folder / "a.jsonl"), str(missing)]
+    assert ":5:" in first.failed[0] and "no such file" in first.failed[1]
+    assert len(first.skipped) == 1 and str(folder / "notes.xyz") in first.skipped[0]
+    assert first.chunks == sum(len(c) for c in chunks) > 7
 
 
 def test_parts_group_chunks_by_window_of_ids() -> None:

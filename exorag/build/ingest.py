@@ -19,6 +19,8 @@ through the child instead. Either way the file is reported as failed with "took 
 the batch goes on; documents stored before the limit stay. Progress bars: documents (rate, and an ETA against a cheap
 count of records, exorag.build.sources.estimate_records) and embedded chunks (rate, ETA; with overlap, the total is known
 only once parsing is over).
+`parse_file` is the one read loop (a file's documents, chunked and tagged, under its time limit, problems noted):
+`ingest_paths` stores what it yields, and the cluster build's readers (exorag.cluster.workers) send it to shard writers.
 Memory does not grow with the corpus except for `IngestReport.seen` (the ids read, for `exorag sync`): readers
 stream, documents are stored one by one and id lists are int64 arrays.
 Deliberately left out: parsing several files at once (2 cores: one parses, the other embeds), removal of documents
@@ -47,7 +49,7 @@ from exorag.settings import BuildSettings, current
 from exorag.index.index import Index, sync_vectors, writes
 from exorag.build.reader_process import ReaderProcess
 from exorag.build.sources import estimate_records, expand_paths, read_path, reader_module
-from exorag.types import Document
+from exorag.types import Chunk, Derived, Document
 
 CHUNK_TOKENS = 200  # leaves room in MiniLM's 256-wordpiece window for the title prefixed to each passage
 FILE_TIMEOUT_S = BuildSettings.file_timeout_s
@@ -144,6 +146,45 @@ def _items(path: Path, clock: FileClock, readers: ReaderProcess) -> Iterator[Doc
     return _timed(read_path(path), clock)
 
 
+def parse_file(path: Path, file_timeout: float | None, readers: ReaderProcess, count_tokens: Callable[[str], int],
+               note: Callable[[Problem, str], None], tick: Callable[[], None] | None = None,
+               ) -> Iterator[tuple[Document, list[Chunk], Derived]]:
+    """(document, chunks, derived) of each record of one file, read, chunked and tagged under the per-file limit.
+
+    Problems go to `note(problem, bucket)`, bucket "failed" or "skipped", and the file's rest goes on where it can.
+    `tick()` is called for each item the reader yields (documents and bad records alike). What the caller does with
+    a document between two items (storing it) is not timed; an error it raises is its own, not the file's.
+    The one read loop of `exorag ingest` and of the cluster build's readers (exorag.cluster.workers)."""
+    if not path.exists():
+        note(Problem(str(path), "no such file or folder"), "failed")
+        return
+    clock = FileClock(path, file_timeout)
+    with _alarm(path, file_timeout) as expired:
+        try:
+            for item in _items(path, clock, readers):
+                if tick is not None:
+                    tick()
+                if isinstance(item, ParseError):
+                    note(item, "failed")
+                    continue
+                chunks = _step(clock, chunk_document, item, count_tokens, CHUNK_TOKENS)
+                derived = _step(clock, derive, item)  # timed, and off the index's lock
+                yield item, chunks, derived  # storing is not timed
+        except FileTimeout as exc:
+            note(exc, "failed")
+        except UnsupportedFile as exc:
+            note(exc, "skipped")
+        except ParseError as exc:
+            if expired():  # a reader may have wrapped the timeout into its own ParseError
+                exc = _timeout(path, file_timeout)
+            note(exc, "failed")
+        except (KeyboardInterrupt, MemoryError, ExoragError):
+            raise
+        except Exception as exc:  # a reader bug must not sink the batch
+            reason = _timeout(path, file_timeout).reason if expired() else f"unexpected {type(exc).__name__}: {exc}"
+            note(Problem(str(path), reason), "failed")
+
+
 @writes
 def ingest_paths(
     index: Index,
@@ -153,14 +194,12 @@ def ingest_paths(
     embed: bool = True,
     file_timeout: float | None = FILE_TIMEOUT_S,
     overlap: bool | None = None,
-    keep: Callable[[Document], bool] | None = None,
 ) -> IngestReport:
     """Read every supported file under `paths` into the index; report what happened.
 
     `file_timeout`: seconds a reader may spend on one file (None or 0: no limit). `embed`: sync the vectors at the
     end. `overlap`: embed in a thread while parsing goes on (default: `$EXORAG_OVERLAP` == "1", i.e. off; the
-    module docstring says why). `keep`: only documents for which it is true are stored (the others are read and
-    passed over, not counted): a shard of a cluster build keeps its own (exorag.cluster.workers).
+    module docstring says why).
     """
     report = IngestReport()
     count_tokens = index.embedder.count_tokens
@@ -172,8 +211,8 @@ def ingest_paths(
     bar = tqdm(total=expected or None, unit="doc", desc="ingesting", disable=not progress)
     readers = ReaderProcess()
 
-    def note(problem: Problem, bucket: list[Problem]) -> None:
-        bucket.append(problem)
+    def note(problem: Problem, bucket: str) -> None:
+        getattr(report, bucket).append(problem)
         if on_problem is not None:
             on_problem(problem)
 
@@ -181,38 +220,12 @@ def ingest_paths(
         for path in files:
             report.files += 1
             bar.set_postfix_str(path.name[-40:], refresh=False)
-            if not path.exists():
-                note(Problem(str(path), "no such file or folder"), report.failed)
-                continue
-            clock = FileClock(path, file_timeout)
-            with _alarm(path, file_timeout) as expired:
-                try:
-                    for item in _items(path, clock, readers):
-                        bar.update(1)
-                        if isinstance(item, ParseError):
-                            note(item, report.failed)
-                            continue
-                        if keep is not None and not keep(item):
-                            continue
-                        report.seen.add(item.id)
-                        chunks = _step(clock, chunk_document, item, count_tokens, CHUNK_TOKENS)
-                        derived = _step(clock, derive, item)  # timed, and off the index's lock
-                        outcome = index.put_document(item, chunks, derived)  # storing is not timed
-                        setattr(report, outcome, getattr(report, outcome) + 1)
-                except FileTimeout as exc:
-                    note(exc, report.failed)
-                except UnsupportedFile as exc:
-                    note(exc, report.skipped)
-                except ParseError as exc:
-                    if expired():  # a reader may have wrapped the timeout into its own ParseError
-                        exc = _timeout(path, file_timeout)
-                    note(exc, report.failed)
-                except (KeyboardInterrupt, MemoryError, ExoragError):
-                    raise  # an ExoragError here is the index's (a full disk, damage, a second writer): stop, say so
-                except Exception as exc:  # a reader bug must not sink the batch
-                    reason = _timeout(path, file_timeout).reason if expired() else \
-                        f"unexpected {type(exc).__name__}: {exc}"
-                    note(Problem(str(path), reason), report.failed)
+            for doc, chunks, derived in parse_file(path, file_timeout, readers, count_tokens, note,
+                                                   tick=lambda: bar.update(1)):
+                report.seen.add(doc.id)
+                # an error here is the index's (a full disk, damage, a second writer): it stops the batch
+                outcome = index.put_document(doc, chunks, derived)
+                setattr(report, outcome, getattr(report, outcome) + 1)
         bar.total = bar.n  # the estimate counted blank lines and the like
         bar.refresh()
     finally:

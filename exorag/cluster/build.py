@@ -2,13 +2,13 @@
 vectors per shard (flat, or IVF with one quantiser for all shards), optionally merged on disk into one index.
 
 Stages, each resumable, each finishing before the next starts (the driver only schedules and counts):
-1. Store: one Ray task per shard (exorag.cluster.workers.store_shard) reads every input file and stores the
-   documents whose id hashes to it (layout.shard_of_document) through the ordinary ingest, holding that shard's
-   write lock, so each store has exactly one writer. Parsing runs on every shard task (cheap next to embedding,
-   ~3% on one machine); chunking, tagging and storing are split N ways, and no document crosses the network. The
-   price: this stage never gets shorter than one core reading every record (0.62 ms a demo record: ~6.4 h for
-   37M); reading each file once and routing documents to one writer actor per shard is the next step (not built).
-   Unchanged documents are skipped by content hash, so a rerun stores nothing twice.
+1. Store: one Ray task per input file (exorag.cluster.workers.read_file) reads, chunks and tags it once, under
+   the per-file time limit, and sends each document in batches to the writer of its shard
+   (layout.shard_of_document): one actor per shard (workers.ShardWriter), the only writer of that store, holding
+   its write lock. Reading, chunking and tagging scale with the cores; storing with the shards. Documents
+   (with their chunks and tags) cross the network once, to their writer. Unchanged documents are skipped by
+   content hash, so a rerun, or a retried task, stores nothing twice. Not split: one big file is one task (files
+   are read whole; a corpus of many files, such as PubMed's ~1,200 baseline files, spreads).
 2. Embed: each shard lists its chunks with neither a vector nor a part (plan_shard, a task per shard); the parts
    go through `ray.data.from_items(...).map_batches(EmbedParts, concurrency=workers, num_cpus=...)`: an actor pool
    with one warm embedder per actor (the int8 ONNX backend of `exorag ingest`), each call writing whole parts
@@ -68,6 +68,8 @@ class BuildReport:
     nodes: list[str] = field(default_factory=list)  # nodes whose actors embedded (Ray node ids)
     workers: int = 0
     failed: list[str] = field(default_factory=list)
+    reads: dict[str, int] = field(default_factory=dict)  # input file -> records its one reader yielded
+    received: int = 0  # documents the shard writers were sent (each document once, unless a task was retried)
     skipped: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
 
@@ -187,17 +189,35 @@ def build(root: Path, paths: Iterable[Path], address: str, shards: int, *, ivf: 
 
 def _store(root: Path, paths: list[Path], shards: int, settings: Settings, threads: int, report: BuildReport,
            progress: bool) -> None:
-    from exorag.cluster.workers import store_shard
+    """Each input file read once by a task (workers.read_file), its documents stored by one writer actor per shard
+    (workers.ShardWriter). Writers take no CPU of Ray's count (so readers are never starved of a slot by them) and
+    are spread over the nodes; they die with this stage (or with a killed driver), and their locks with them."""
+    from exorag.build.sources import expand_paths
+    from exorag.cluster.workers import ShardWriter, read_file
 
+    ray = _ray()
     started = time.monotonic()
-    task = _remote(store_shard, threads)
-    with tqdm(total=shards, unit="shard", desc="storing", disable=not progress) as bar:
-        results = _gather([task.remote(root, s, shards, paths, settings) for s in range(shards)], bar)
+    files = list(expand_paths(paths, exclude=root))
+    writer = ray.remote(num_cpus=0, max_restarts=3, max_task_retries=3, scheduling_strategy="SPREAD")(ShardWriter)
+    writers = [writer.remote(str(root), s, settings) for s in range(shards)]
+    try:
+        task = _remote(read_file, threads)
+        with tqdm(total=len(files), unit="file", desc="storing", disable=not progress) as bar:
+            results = _gather([task.remote(path, shards, writers, settings) for path in files], bar)
+        finished = _gather([w.finish.remote() for w in writers])
+    finally:
+        for w in writers:
+            ray.kill(w)
     for key in ("added", "updated", "unchanged"):
         report.documents[key] = sum(r[key] for r in results)
-    report.chunks = sum(r["chunks"] for r in results)
+    report.chunks = sum(r["chunks"] for r in finished)
     report.failed = [p for r in results for p in r["failed"]]
     report.skipped = [p for r in results for p in r["skipped"]]
+    for r in results:
+        report.reads[r["path"]] = report.reads.get(r["path"], 0) + r["records"]
+    report.received = sum(r["received"] for r in finished)
+    report.seconds["writing"] = max((r["busy_s"] for r in finished), default=0.0)  # the busiest shard writer
+    report.seconds["writing_cpu"] = round(sum(r["cpu_s"] for r in finished), 2)  # all writers' CPU time
     report.seconds["store"] = round(time.monotonic() - started, 2)
 
 

@@ -1,11 +1,14 @@
 """The work a cluster build sends to Ray workers, as plain functions and one class (exorag.cluster.build wraps them
 with `ray.remote`; nothing here imports ray at module level).
 
-- `store_shard`: read every input file and store this shard's documents (chosen by layout.shard_of_document),
-  through the one ingest (exorag.build.ingest.ingest_paths with `keep`, embed=False) into the shard's own store,
-  whose chunk ids start at layout.first_chunk_id(shard). It holds the shard's write lock (Index.writing), so each
-  shard store has one writer at a time; a killed task leaves whole documents (one transaction each) and its lock
-  dies with its process.
+- `read_file`: a task per input file: reads, chunks and tags it once through the one read loop
+  (exorag.build.ingest.parse_file, with its per-file time limit and its problems by name) and sends each document,
+  in batches, to the writer of its shard (layout.shard_of_document). A retried task sends its file again: the
+  writers skip what is already stored (content hash).
+- `ShardWriter`: an actor per shard, the only writer of that shard's store (whose chunk ids start at
+  layout.first_chunk_id(shard)): it holds the shard's write lock (Index.writing) from start to `finish` and stores
+  each document in its own transaction (Index.put_document), so a killed writer leaves whole documents and its lock
+  dies with its process; Ray restarts it and retries the call.
 - `plan_shard`: the chunks of the shard that have neither a vector nor an embedding part, grouped into parts.
 - `EmbedParts`: the Ray Data actor: one warm embedder (the index's own backend, int8 ONNX for the bundled model)
   per actor; each call embeds whole parts, read from the shard store through a read-only connection, and writes
@@ -19,6 +22,7 @@ ROOT, e.g. one machine or a shared file system).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -31,8 +35,12 @@ from exorag.cluster.layout import first_chunk_id, shard_folder, shard_of_documen
 from exorag.cluster.parts import iter_parts, part_ids, plan, remove_parts, write_part
 from exorag.errors import ExoragError, IndexBusy
 from exorag.settings import Settings, configure
+from exorag.types import Chunk, Derived, Document
 
 T = TypeVar("T")
+OUTCOMES = ("added", "updated", "unchanged")
+BATCH = 64  # documents a reader sends a shard's writer at once
+IN_FLIGHT = 8  # batches a reader may have sent and not yet seen stored
 LOCK_WAIT_S = 120.0  # how long a task waits for a shard's write lock (a killed run's worker may still hold it)
 
 
@@ -54,27 +62,93 @@ def _node() -> str:
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
 
 
-def store_shard(root: Path, shard: int, shards: int, paths: list[Path], settings: Settings) -> dict[str, Any]:
-    """Store shard `shard`'s documents of `paths`; what happened (counts, problems of shard 0 only, node)."""
-    from exorag.build.ingest import ingest_paths
-    from exorag.index.index import open_index
+class ShardWriter:
+    """A Ray actor: the one writer of one shard store for the whole store stage. It holds the shard's write lock
+    (Index.writing) from its start to `finish`, and stores the batches of (document, chunks, derived) that readers
+    send it (`put`), unchanged documents skipped by content hash."""
+
+    def __init__(self, root: str, shard: int, settings: Settings) -> None:
+        from exorag.index.index import open_index
+
+        configure(settings)
+        self.shard = shard
+        self.index = open_index(shard_folder(Path(root), shard), settings.index.model)
+        self.held = contextlib.ExitStack()
+        _when_free(lambda: self.held.enter_context(self.index.writing()))  # a killed run's writer may still hold it
+        self.index.seed_chunk_ids(first_chunk_id(shard))
+        self.received = 0
+        self.busy_s = self.cpu_s = 0.0  # wall and CPU time spent storing
+
+    def put(self, batch: list[tuple[Document, list[Chunk], Derived]]) -> dict[str, int]:
+        """Store each document of `batch` (one transaction each); how many were added, updated, unchanged."""
+        started, cpu = time.monotonic(), time.process_time()
+        counts = dict.fromkeys(OUTCOMES, 0)
+        for doc, chunks, derived in batch:
+            counts[self.index.put_document(doc, chunks, derived)] += 1
+        self.received += len(batch)
+        self.busy_s += time.monotonic() - started
+        self.cpu_s += time.process_time() - cpu
+        return counts
+
+    def finish(self) -> dict[str, Any]:
+        """Release the lock and close the store; the shard's chunk count, the documents received, time storing."""
+        chunks = self.index.chunk_count()
+        self.held.close()
+        self.index.close()
+        return {"shard": self.shard, "chunks": chunks, "received": self.received,
+                "busy_s": round(self.busy_s, 2), "cpu_s": round(self.cpu_s, 2), "node": _node()}
+
+
+def read_file(path: Path, shards: int, writers: list[Any], settings: Settings) -> dict[str, Any]:
+    """Read, chunk and tag one input file once (exorag.build.ingest.parse_file, under the per-file time limit) and
+    send each document to the writer of its shard in batches of BATCH, at most IN_FLIGHT batches unanswered; what
+    happened (records read, outcomes, the file's problems by name)."""
+    import ray
+
+    from exorag.build.ingest import parse_file
+    from exorag.build.reader_process import ReaderProcess
+    from exorag.index import embed
 
     configure(settings)
-    index = open_index(shard_folder(root, shard), settings.index.model)
+    count_tokens = embed.load(settings.index.model).count_tokens
+    counts = dict.fromkeys(OUTCOMES, 0)
+    problems: dict[str, list[str]] = {"failed": [], "skipped": []}
+    pending: dict[int, list[Any]] = {s: [] for s in range(shards)}
+    in_flight: list[Any] = []
+    records = 0
+
+    def tick() -> None:
+        nonlocal records
+        records += 1
+
+    def settle(refs: list[Any]) -> None:
+        for done in ray.get(refs):
+            for key in OUTCOMES:
+                counts[key] += done[key]
+
+    def send(shard: int) -> None:
+        in_flight.append(writers[shard].put.remote(pending[shard]))
+        pending[shard] = []
+        if len(in_flight) > IN_FLIGHT:  # backpressure: a reader never runs far ahead of the writers
+            done, rest = ray.wait(in_flight, num_returns=len(in_flight) - IN_FLIGHT)
+            in_flight[:] = rest
+            settle(done)
+
+    readers = ReaderProcess()
     try:
-        index.seed_chunk_ids(first_chunk_id(shard))
-        report = _when_free(lambda: ingest_paths(
-            index, paths, progress=False, embed=False, overlap=False,
-            file_timeout=settings.build.file_timeout_s or None,
-            keep=lambda doc: shard_of_document(doc.id, shards) == shard))
-        chunks = index.chunk_count()
+        for doc, chunks, derived in parse_file(Path(path), settings.build.file_timeout_s or None, readers, count_tokens,
+                                               lambda problem, bucket: problems[bucket].append(str(problem)), tick):
+            shard = shard_of_document(doc.id, shards)
+            pending[shard].append((doc, chunks, derived))
+            if len(pending[shard]) >= BATCH:
+                send(shard)
+        for shard in range(shards):
+            if pending[shard]:
+                send(shard)
+        settle(in_flight)
     finally:
-        index.close()
-    return {"shard": shard, "added": report.added, "updated": report.updated, "unchanged": report.unchanged,
-            "files": report.files, "chunks": chunks, "node": _node(),
-            # every shard reads every file and meets the same problems: shard 0 reports them
-            "failed": [str(p) for p in report.failed] if shard == 0 else [],
-            "skipped": [str(p) for p in report.skipped] if shard == 0 else []}
+        readers.close()
+    return {"path": str(path), "records": records, **counts, **problems, "node": _node()}
 
 
 def _faiss_ids(folder: Path) -> tuple[np.ndarray, str | None]:
