@@ -109,7 +109,7 @@ def parse_ms_per_record(files: list[Path]) -> dict:
 
 
 def store_stage(work: Path, records: int, parts: int) -> dict:
-    from exorag.cluster.build import connect
+    from exorag.cluster.driver import connect
     import ray
 
     with gzip.open(DEMO, "rt", encoding="utf-8") as src:
@@ -212,7 +212,7 @@ def main() -> None:
     args = parser.parse_args()
     import ray
 
-    from exorag.cluster.build import connect
+    from exorag.cluster.driver import connect
 
     work = Path(tempfile.mkdtemp(prefix="exorag-bench-cluster-"))
     corpus = work / "records.jsonl"

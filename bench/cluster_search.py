@@ -149,7 +149,7 @@ def main() -> None:
             print(f"{name}: building in {root}", flush=True)
             build(root, SIZES[name][0], SIZES[name][1], SIZES[name][2], args.shards)
         with LocalCluster(nodes=2, cpus=2) as cluster:
-            from exorag.cluster.serve import connect
+            from exorag.cluster.driver import connect
 
             connect(cluster.address)
             rows.append(run(name, root, args.shards, queries, cluster.address))

@@ -64,7 +64,7 @@ def joined(ray_cluster):  # type: ignore[no-untyped-def]
     """This process joined to the test cluster once for the module (each build then reuses the connection)."""
     import ray
 
-    from exorag.cluster.build import connect
+    from exorag.cluster.driver import connect
 
     connect(ray_cluster.address)
     yield ray_cluster

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import math
-import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -42,6 +41,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from exorag.cluster.driver import connect, ray_module
 from exorag.cluster.layout import Layout, is_cluster, read_layout, shard_folder, write_layout
 from exorag.cluster.parts import PART_SIZE
 from exorag.errors import ClusterError, ExoragError
@@ -77,46 +77,13 @@ class BuildReport:
         return asdict(self)
 
 
-def _ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise ClusterError("ray is not installed: pip install -e '.[cluster]'") from None
-    return ray
-
-
-def package_path() -> str:
-    """The folder holding this exorag package: workers import the same code (PYTHONPATH in the job's runtime env)."""
-    return str(Path(__file__).resolve().parents[2])
-
-
-def connect(address: str) -> bool:
-    """Join the Ray cluster at `address` unless this process already has; True when it joined now."""
-    ray = _ray()
-    if ray.is_initialized():
-        return False
-    host, _, port = address.rpartition(":")
-    try:  # Ray itself keeps retrying an address where nothing listens for minutes
-        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
-    except (OSError, ValueError) as exc:
-        raise ClusterError(f"no Ray cluster answers at {address!r} ({exc}); start one with `ray start --head` and "
-                           "pass the HOST:PORT it prints") from None
-    try:
-        ray.init(address=address, runtime_env={"env_vars": {"PYTHONPATH": package_path()}},
-                 logging_level=logging.WARNING, log_to_driver=False)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ClusterError(f"cannot join the Ray cluster at {address} ({exc}); start it with `ray start --head` "
-                           "and pass its address") from exc
-    return True
-
-
 def _remote(fn: Any, cpus: float) -> Any:
-    return _ray().remote(num_cpus=cpus, max_retries=3)(fn)
+    return ray_module().remote(num_cpus=cpus, max_retries=3)(fn)
 
 
 def _gather(refs: list[Any], bar: tqdm | None = None) -> list[Any]:
     """ray.get of every ref, in order, ticking `bar` as each finishes; a failed task is a ClusterError."""
-    ray = _ray()
+    ray = ray_module()
     results: dict[Any, Any] = {}
     pending = list(refs)
     while pending:
@@ -178,7 +145,7 @@ def build(root: Path, paths: Iterable[Path], address: str, shards: int, *, ivf: 
         _vectors(root, shards, settings, plans, ivf or merge, merge, layout, report, progress, nlist)
     finally:
         if joined:
-            _ray().shutdown()
+            ray_module().shutdown()
     write_layout(root, Layout(shards=shards, model=model, dim=report.dim, vectors="merged" if merge else "shards",
                               kind=report.kind, merged_index=MERGED_FILE if merge else None,
                               extra={"complete": True, "chunks": report.chunks,
@@ -195,7 +162,7 @@ def _store(root: Path, paths: list[Path], shards: int, settings: Settings, threa
     from exorag.build.sources import expand_paths
     from exorag.cluster.workers import ShardWriter, read_file
 
-    ray = _ray()
+    ray = ray_module()
     started = time.monotonic()
     files = list(expand_paths(paths, exclude=root))
     writer = ray.remote(num_cpus=0, max_restarts=3, max_task_retries=3, scheduling_strategy="SPREAD")(ShardWriter)
@@ -227,7 +194,7 @@ def _embed(root: Path, shards: int, settings: Settings, workers: int | None, cpu
     """Embed every chunk without a vector or part; the shards' plans (as they were before embedding)."""
     from exorag.cluster.workers import EmbedParts, plan_shard
 
-    ray = _ray()
+    ray = ray_module()
     started = time.monotonic()
     plans = _gather([_remote(plan_shard, 1).remote(root, s, settings, part_size) for s in range(shards)])
     report.seconds["plan"] = round(time.monotonic() - started, 2)
@@ -297,7 +264,7 @@ def _vectors(root: Path, shards: int, settings: Settings, plans: list[dict[str, 
         faiss.write_index(quantiser, str(root / TRAINED_FILE))
         trained, trained_for = faiss.serialize_index(quantiser), total
     task = _remote(shard_vectors, 1)
-    ref = _ray().put(trained) if trained is not None else None
+    ref = ray_module().put(trained) if trained is not None else None
     with tqdm(total=shards, unit="shard", desc="vectors", disable=not progress) as bar:
         results = _gather([task.remote(root, s, settings, dim, ref, trained_for) for s in range(shards)], bar)
     report.vectors = sum(r["vectors"] for r in results)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import threading
 from collections.abc import Iterable, Iterator
 from functools import cached_property
@@ -43,33 +42,16 @@ from typing import Any
 import numpy as np
 
 from exorag.cluster import merge
+from exorag.cluster.driver import connect
 from exorag.cluster.layout import Layout, read_layout, shard_folder, shard_of_chunk, shard_of_document
 from exorag.errors import IndexMismatch, ReadOnlyIndex, ShardUnavailable
-from exorag.settings import Settings, cluster_environment, current
+from exorag.settings import Settings, current
 
 ACTOR_CPUS = 0.25  # a shard actor mostly waits on SQLite and one-thread FAISS; 2 shards x 2 replicas fit one CPU
 ACTOR_THREADS = 4  # calls one actor serves at once (Index is thread-safe: its lock covers each store call)
 CALL_TIMEOUT_S = 120.0
 START_TIMEOUT_S = 300.0  # a shard loads its FAISS file when it starts
 PHRASES_KEPT = 100_000  # phrase counts the gateway remembers
-
-
-def connect(address: str) -> None:
-    """Join the Ray cluster at `address` as a driver (once per process; a driver already connected is reused)."""
-    cluster_environment(address)
-    import ray
-    from ray._private import ray_constants
-
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0":
-        ray_constants.ENABLE_RAY_CLUSTER = False  # ray was imported before cluster_environment ran: Ray reads it then
-    try:  # workers import exorag from where this driver does (a checkout, not another install of the same name)
-        ray.init(address=address, namespace="exorag", log_to_driver=False, logging_level="WARNING",
-                 runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}})
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ShardUnavailable(f"cannot reach the Ray cluster at {address} ({exc}); start one with "
-                               f"`ray start --head` there, or check --cluster") from exc
 
 
 class ShardedIndex:

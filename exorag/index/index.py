@@ -331,7 +331,7 @@ def drop_stale_vectors(index: Index) -> int:
     with index._lock:
         vectors = index.vectors
         have = np.unique(vectors.ids())
-        return vectors.remove(have[~np.isin(have, chunk_id_array(index._conn), assume_unique=True)])
+        return vectors.remove(have[~np.isin(have, live_chunk_ids(index), assume_unique=True)])
 
 
 def search_vectors(index: Index, vector: np.ndarray, k: int,
